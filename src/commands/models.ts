@@ -1,0 +1,93 @@
+import type { Argv, CommandModule } from 'yargs';
+import { CmError, ModelError } from '../errors.js';
+import { readModelFile, type ModelFile } from '../runtime/model.js';
+import { installedModels, resolveModel } from '../runtime/registry.js';
+
+interface ModelsArgs {
+  json: boolean;
+}
+
+interface InfoArgs extends ModelsArgs {
+  model?: string;
+}
+
+function summary(file: ModelFile, name: string, isDefault: boolean): Record<string, unknown> {
+  const { card } = file;
+  return {
+    name,
+    default: isDefault,
+    path: file.path,
+    title: card.name,
+    resolution: card.resolution,
+    classes: card.numClasses,
+    grid: card.grid.size,
+    plans: card.plans,
+    parameters: card.metadata['cm.params'] ? Number(card.metadata['cm.params']) : null,
+    license: card.license,
+    trained_on: card.trainedOn,
+  };
+}
+
+async function list(args: ModelsArgs): Promise<void> {
+  const defaultPath = resolveModel(undefined);
+  const rows: Record<string, unknown>[] = [];
+  for (const { name, path } of installedModels()) {
+    try {
+      rows.push(summary(await readModelFile(path), name, path === defaultPath));
+    } catch (e) {
+      if (!(e instanceof CmError)) throw e;
+      rows.push({ name, default: false, path, error: e.message });
+    }
+  }
+  if (args.json) {
+    for (const r of rows) process.stdout.write(`${JSON.stringify(r)}\n`);
+    return;
+  }
+  const lines = rows.map((r) =>
+    r.error
+      ? `  ${r.name}  (unreadable: ${r.error})`
+      : `${r.default ? '* ' : '  '}${r.name}  ${r.resolution}x${r.resolution}  plans ${Object.keys(r.plans as object).join('/') || 'none'}  ${r.license}  ${r.path}`,
+  );
+  process.stdout.write(`${lines.join('\n')}\n${rows.length ? '(* = the default)\n' : 'no models installed\n'}`);
+}
+
+async function info(args: InfoArgs): Promise<void> {
+  const path = resolveModel(args.model);
+  if (path === undefined) throw new ModelError(`${args.model ?? 'default'}: no installed model of that name (see: cm models)`);
+  const file = await readModelFile(path);
+  const s = summary(file, args.model ?? 'default', path === resolveModel(undefined));
+  const record = { ...s, sigma_min: file.card.grid.sigmaMin, sigma_max: file.card.grid.sigmaMax, rho: file.card.grid.rho, sigma_data: file.card.sigmaData, metadata: file.card.metadata };
+  if (args.json) {
+    process.stdout.write(`${JSON.stringify(record)}\n`);
+    return;
+  }
+  const { card } = file;
+  const plans = Object.entries(card.plans).map(([k, ts]) => `${k}: ${ts.join(',')}`);
+  const lines = [
+    `name:        ${card.name}`,
+    `path:        ${file.path}`,
+    `resolution:  ${card.resolution}x${card.resolution}, ${card.channels} channels`,
+    `classes:     ${card.numClasses === 0 ? 'none (unconditional)' : card.numClasses}`,
+    `parameters:  ${s.parameters ?? 'unknown'}`,
+    `noise:       sigma ${card.grid.sigmaMin}..${card.grid.sigmaMax}, rho ${card.grid.rho}, sigma_data ${card.sigmaData}, grid of ${card.grid.size}`,
+    `plans:       ${plans.length ? plans.join('; ') : 'none (evenly spaced)'}`,
+    `license:     ${card.license}`,
+    `trained on:  ${card.trainedOn}`,
+  ];
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+export const modelsCommand: CommandModule<object, ModelsArgs> = {
+  command: 'models',
+  describe: 'List installed models; `cm models info [PATH|NAME]` shows one',
+  builder: (y: Argv) =>
+    y
+      .option('json', { type: 'boolean', default: false, describe: 'One JSON record per model on stdout' })
+      .command({
+        command: 'info [model]',
+        describe: 'Metadata of a model: resolution, plans, licence (default: the default model)',
+        builder: (yy: Argv) => yy.positional('model', { type: 'string', describe: 'Model file or installed name' }),
+        handler: (a) => info(a as unknown as InfoArgs),
+      }) as never,
+  handler: (args) => list(args),
+};

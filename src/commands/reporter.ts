@@ -1,0 +1,60 @@
+/**
+ * Everything a command says on stderr (warnings, the device line, progress) and the --json records on stdout.
+ * Progress is an ora spinner only when stderr is a TTY; nothing but images and JSON records goes to stdout.
+ */
+import ora, { type Ora } from 'ora';
+
+export interface OutputRecord {
+  input: string | null;
+  output: string | null;
+  task: string;
+  model: string | null;
+  device: string | null;
+  evaluations: number | null;
+  ts: number[] | null;
+  seed: number | null;
+  seconds: number;
+  status: 'ok' | 'error';
+  error?: string;
+}
+
+export class Reporter {
+  private spinner: Ora | undefined;
+
+  constructor(
+    private readonly quiet: boolean,
+    private readonly json: boolean,
+  ) {}
+
+  warn(message: string): void {
+    if (this.quiet) return;
+    this.pause(() => process.stderr.write(`cm: warning: ${message}\n`));
+  }
+
+  info(message: string): void {
+    if (this.quiet) return;
+    this.pause(() => process.stderr.write(`cm: ${message}\n`));
+  }
+
+  progress(text: string): void {
+    if (this.quiet || !process.stderr.isTTY) return;
+    if (this.spinner) this.spinner.text = text;
+    else this.spinner = ora({ text, stream: process.stderr, discardStdin: false }).start();
+  }
+
+  done(): void {
+    this.spinner?.stop();
+    this.spinner = undefined;
+  }
+
+  record(r: OutputRecord): void {
+    if (this.json) process.stdout.write(`${JSON.stringify(r)}\n`);
+  }
+
+  private pause(write: () => void): void {
+    if (!this.spinner) return write();
+    this.spinner.clear();
+    write();
+    this.spinner.render();
+  }
+}

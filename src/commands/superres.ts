@@ -1,0 +1,46 @@
+import type { CommandModule } from 'yargs';
+import { superresOperator, upsampleNearest } from '../editing/superres.js';
+import { UsageError } from '../errors.js';
+import { resizeAlpha, resizeTensor } from '../io/image.js';
+import { inputPositional, withCommonOptions } from './common.js';
+import { runImageTask, type ImageArgs, type ImageTask } from './run.js';
+
+interface SuperresArgs extends ImageArgs {
+  scale: number;
+}
+
+export const SCALES = [2, 4, 8];
+
+const task: ImageTask<SuperresArgs> = {
+  name: 'superres',
+  defaultSteps: 2,
+  async prepare(picture, args, file) {
+    const p = args.scale;
+    const res = file.card.resolution;
+    if (res % p !== 0) throw new UsageError(`-x ${p} does not divide the model's resolution ${res}`);
+    const width = picture.width * p;
+    const height = picture.height * p;
+    return {
+      width,
+      height,
+      alpha: picture.alpha && (await resizeAlpha(picture.alpha, picture.width, picture.height, width, height)),
+      async operatorAt(w, h) {
+        // The reference: the low-res image upsampled by p (nearest), whose p x p patch means are the low-res pixels.
+        const low = w === width && h === height ? picture.rgb : await resizeTensor(picture.rgb, w / p, h / p, 'lanczos3');
+        return superresOperator(upsampleNearest(low, p), p);
+      },
+    };
+  },
+};
+
+export const superresCommand: CommandModule<object, SuperresArgs> = {
+  command: 'superres <input>',
+  describe: 'Upscale by 2, 4 or 8; each output patch keeps the mean of its input pixel',
+  builder: (y) =>
+    withCommonOptions(
+      inputPositional(y)
+        .option('scale', { alias: 'x', choices: SCALES, default: 4, describe: 'Upscaling factor' }),
+      task.defaultSteps,
+    ) as never,
+  handler: (args) => runImageTask(args, task),
+};

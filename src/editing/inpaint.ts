@@ -1,0 +1,25 @@
+/**
+ * Inpainting: A = identity, Omega = the mask. P(x) = keep * y + fill * x, exactly, per pixel. Pure.
+ */
+import { clamp, Tensor } from '../tensor.js';
+import type { Operator } from './operator.js';
+
+/**
+ * @param y the reference [N,C,H,W]
+ * @param fill the mask [N or 1,1,H,W]: 1 where the model generates, 0 where y is kept (values in between blend)
+ */
+export function inpaintOperator(y: Tensor, fill: Tensor): Operator {
+  if (fill.c !== 1 || fill.h !== y.h || fill.w !== y.w || (fill.n !== 1 && fill.n !== y.n)) {
+    throw new RangeError(`inpaint: mask [${fill.shape}] does not fit image [${y.shape}]`);
+  }
+  const plane = y.h * y.w;
+  const m = (i: number): number => {
+    const img = Math.floor(i / y.imageSize);
+    return fill.data[(fill.n === 1 ? 0 : img) * plane + (i % plane)];
+  };
+  const yd = y.data;
+  const start = y.map((v, i) => (1 - m(i)) * v);
+  const project = (x: Tensor): Tensor => x.map((v, i) => (1 - m(i)) * yd[i] + m(i) * v);
+  // Pixels are independent: clamping the generated ones is the exact projection (y is in range already).
+  return { start, project, projectInRange: (x) => project(clamp(x)) };
+}

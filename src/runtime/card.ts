@@ -1,0 +1,86 @@
+/**
+ * The model contract, version 1 (ARCHITECTURE.md): the metadata a `cm` model carries, parsed and checked. Pure.
+ */
+import { ModelError } from '../errors.js';
+import type { NoiseGrid } from '../sampler/schedule.js';
+
+export interface ModelCard {
+  name: string;
+  resolution: number;
+  channels: number;
+  sigmaData: number;
+  grid: NoiseGrid;
+  /** Evaluations -> grid indices (the `ts` format), from `cm.plans`. */
+  plans: Record<string, number[]>;
+  numClasses: number;
+  license: string;
+  trainedOn: string;
+  /** Every metadata_props entry, for `cm models info`. */
+  metadata: Record<string, string>;
+}
+
+export function parseModelCard(props: Record<string, string>, file: string): ModelCard {
+  if (props['cm.format'] === undefined) {
+    throw new ModelError(`${file}: not a cm model (no cm.format metadata; see the model contract in the README)`);
+  }
+  if (props['cm.format'] !== '1') {
+    throw new ModelError(`${file}: unsupported cm.format ${JSON.stringify(props['cm.format'])} (this cm reads format 1)`);
+  }
+  const num = (key: string, check: (v: number) => boolean, what: string): number => {
+    const raw = props[key];
+    if (raw === undefined) throw new ModelError(`${file}: missing ${key} metadata`);
+    const v = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(v) || !check(v)) {
+      throw new ModelError(`${file}: expected ${what} for ${key} but found ${JSON.stringify(raw)}`);
+    }
+    return v;
+  };
+  const positiveInt = (v: number): boolean => Number.isInteger(v) && v > 0;
+  const positive = (v: number): boolean => v > 0;
+  const grid: NoiseGrid = {
+    sigmaMin: num('cm.sigma_min', positive, 'a positive number'),
+    sigmaMax: num('cm.sigma_max', positive, 'a positive number'),
+    rho: num('cm.rho', positive, 'a positive number'),
+    size: num('cm.grid', (v) => Number.isInteger(v) && v >= 2, 'an integer of at least 2'),
+  };
+  if (grid.sigmaMax <= grid.sigmaMin) {
+    throw new ModelError(`${file}: cm.sigma_max ${grid.sigmaMax} is not above cm.sigma_min ${grid.sigmaMin}`);
+  }
+  const card: ModelCard = {
+    name: props['cm.name'] || file,
+    resolution: num('cm.resolution', positiveInt, 'a positive integer'),
+    channels: num('cm.channels', (v) => v === 3, '3'),
+    sigmaData: num('cm.sigma_data', positive, 'a positive number'),
+    grid,
+    plans: parsePlans(props['cm.plans'], grid.size, file),
+    numClasses: props['cm.num_classes'] === undefined ? 0 : num('cm.num_classes', (v) => Number.isInteger(v) && v >= 0, 'a whole number'),
+    license: props['cm.license'] ?? 'unknown',
+    trainedOn: props['cm.trained_on'] ?? 'unknown',
+    metadata: { ...props },
+  };
+  return card;
+}
+
+function parsePlans(raw: string | undefined, size: number, file: string): Record<string, number[]> {
+  if (raw === undefined || raw === '') return {};
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw new ModelError(`${file}: cm.plans is not JSON: ${JSON.stringify(raw.slice(0, 60))}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new ModelError(`${file}: cm.plans must map evaluation counts to index lists`);
+  }
+  const plans: Record<string, number[]> = {};
+  for (const [k, ts] of Object.entries(parsed)) {
+    const valid =
+      Array.isArray(ts) &&
+      ts.length === Number(k) + 1 &&
+      ts.every((t, i) => Number.isInteger(t) && t >= 0 && t < size && (i === 0 || t > ts[i - 1])) &&
+      ts[ts.length - 1] === size - 1;
+    if (!valid) throw new ModelError(`${file}: cm.plans entry ${k}: ${JSON.stringify(ts)} is not a plan of ${k} evaluations on a grid of ${size}`);
+    plans[k] = ts as number[];
+  }
+  return plans;
+}

@@ -1,0 +1,153 @@
+/**
+ * Loading a `cm` model: read the file, check the contract, open an onnxruntime-node session on the chosen
+ * execution provider, and expose it as a Denoiser. The only module that imports onnxruntime-node.
+ */
+import { readFile } from 'node:fs/promises';
+import { ModelError } from '../errors.js';
+import type { Denoiser } from '../sampler/sample.js';
+import { Tensor } from '../tensor.js';
+import { parseModelCard, type ModelCard } from './card.js';
+import { OnnxParseError, readOnnxMetadata } from './onnx-metadata.js';
+
+export const DEVICES = ['auto', 'cpu', 'cuda', 'webgpu'] as const;
+export type DeviceChoice = (typeof DEVICES)[number];
+export type Device = Exclude<DeviceChoice, 'auto'>;
+
+export interface LoadOptions {
+  device: DeviceChoice;
+  /** Intra-op threads; 0 lets onnxruntime choose. */
+  threads: number;
+}
+
+export interface LoadedModel extends Denoiser {
+  readonly path: string;
+  readonly card: ModelCard;
+  readonly device: Device;
+  /** Why devices tried before the chosen one were passed over (for the one stderr line that names the device). */
+  readonly skipped: string[];
+  dispose(): Promise<void>;
+}
+
+/** A model file read and checked against the contract, before any session is started. */
+export interface ModelFile {
+  path: string;
+  bytes: Uint8Array;
+  card: ModelCard;
+}
+
+/** Read and check a model file's metadata without starting a session. */
+export async function readModelFile(path: string): Promise<ModelFile> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFile(path);
+  } catch (e) {
+    throw new ModelError(`${path}: ${fileProblem(e)}`);
+  }
+  let props: Record<string, string>;
+  try {
+    props = readOnnxMetadata(bytes);
+  } catch (e) {
+    if (e instanceof OnnxParseError) throw new ModelError(`${path}: not an ONNX model (${e.message})`);
+    throw e;
+  }
+  return { path, bytes, card: parseModelCard(props, path) };
+}
+
+export async function loadModel(file: ModelFile, options: LoadOptions): Promise<LoadedModel> {
+  const { path, bytes, card } = file;
+  process.env.ORT_DISABLE_TELEMETRY ??= '1';
+  const ort = await import('onnxruntime-node');
+  // A provider that cannot load is reported by us, in one line; onnxruntime's own log would add a multi-line error.
+  ort.env.logLevel = 'fatal';
+  const candidates: Device[] = options.device === 'auto' ? ['cuda', 'cpu'] : [options.device];
+  const skipped: string[] = [];
+  // onnxruntime does not fall back by itself, and a list with an unloadable provider fails as a whole: try one at a time.
+  for (const device of candidates) {
+    let session: import('onnxruntime-node').InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(bytes, {
+        executionProviders: [device],
+        graphOptimizationLevel: 'all',
+        intraOpNumThreads: options.threads,
+        interOpNumThreads: 1,
+        logSeverityLevel: 3,
+      });
+    } catch (e) {
+      const reason = firstLine(e);
+      if (options.device === 'auto' && device !== 'cpu') {
+        skipped.push(`${device} unavailable: ${reason.replace(/^\w+: /, '')}`);
+        continue;
+      }
+      throw new ModelError(`${path}: cannot start the model on ${device}: ${reason}`);
+    }
+    checkSignature(session, card, path);
+    return makeModel(ort, session, path, card, device, skipped);
+  }
+  throw new ModelError(`${path}: no execution provider could run the model`);
+}
+
+function checkSignature(session: import('onnxruntime-node').InferenceSession, card: ModelCard, path: string): void {
+  const need = card.numClasses > 0 ? ['x', 'sigma', 'class_labels'] : ['x', 'sigma'];
+  for (const name of need) {
+    if (!session.inputNames.includes(name)) {
+      throw new ModelError(`${path}: model has no input "${name}" (inputs: ${session.inputNames.join(', ')})`);
+    }
+  }
+  if (!session.outputNames.includes('denoised')) {
+    throw new ModelError(`${path}: model has no output "denoised" (outputs: ${session.outputNames.join(', ')})`);
+  }
+}
+
+function makeModel(
+  ort: typeof import('onnxruntime-node'),
+  session: import('onnxruntime-node').InferenceSession,
+  path: string,
+  card: ModelCard,
+  device: Device,
+  skipped: string[],
+): LoadedModel {
+  return {
+    path,
+    card,
+    device,
+    skipped,
+    async denoise(x: Tensor, sigma: Float32Array): Promise<Tensor> {
+      if (sigma.length !== x.n) throw new RangeError(`denoise: ${sigma.length} noise levels for a batch of ${x.n}`);
+      if (x.c !== card.channels) throw new RangeError(`denoise: ${x.c} channels for a ${card.channels}-channel model`);
+      if (card.numClasses > 0) {
+        throw new ModelError(`${path}: class-conditional models (${card.numClasses} classes) are not supported yet`);
+      }
+      let out;
+      try {
+        const result = await session.run({
+          x: new ort.Tensor('float32', x.data, [x.n, x.c, x.h, x.w]),
+          sigma: new ort.Tensor('float32', sigma, [x.n]),
+        });
+        out = result.denoised;
+      } catch (e) {
+        throw new ModelError(`${path}: inference failed on ${device}: ${firstLine(e)}`);
+      }
+      const dims = out.dims.join(',');
+      if (dims !== [x.n, x.c, x.h, x.w].join(',') || out.type !== 'float32') {
+        throw new ModelError(`${path}: output "denoised" is ${out.type} [${dims}], expected float32 [${x.shape}]`);
+      }
+      return new Tensor(x.n, x.c, x.h, x.w, Float32Array.from(out.data as Float32Array));
+    },
+    async dispose() {
+      await session.release();
+    },
+  };
+}
+
+function firstLine(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  return msg.split('\n').find((l) => l.trim() !== '')?.trim() ?? 'unknown error';
+}
+
+function fileProblem(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'no such file';
+  if (code === 'EISDIR') return 'is a directory, not a model file';
+  if (code === 'EACCES') return 'permission denied';
+  return firstLine(e);
+}

@@ -1,0 +1,106 @@
+/**
+ * The model contract: metadata reading, card checks, and the tiny test model run by onnxruntime-node against the
+ * PyTorch reference outputs that its export script wrote.
+ */
+import { readFileSync } from 'node:fs';
+import { describe, expect, test } from 'vitest';
+import { ModelError } from '../src/errors.js';
+import { parseModelCard } from '../src/runtime/card.js';
+import { loadModel, readModelFile } from '../src/runtime/model.js';
+import { OnnxParseError, readOnnxMetadata } from '../src/runtime/onnx-metadata.js';
+import { Tensor } from '../src/tensor.js';
+import { TINY_MODEL, TINY_REF } from './helpers/paths.js';
+
+const GOOD: Record<string, string> = {
+  'cm.format': '1',
+  'cm.resolution': '64',
+  'cm.channels': '3',
+  'cm.sigma_min': '0.002',
+  'cm.sigma_max': '80',
+  'cm.sigma_data': '0.5',
+  'cm.rho': '7',
+  'cm.grid': '40',
+  'cm.plans': '{"1":[0,39],"2":[0,22,39]}',
+  'cm.num_classes': '0',
+  'cm.name': 'test',
+};
+
+function f32(b64: string): Float32Array {
+  const b = Buffer.from(b64, 'base64');
+  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+}
+
+describe('ONNX metadata', () => {
+  test('reads every contract key of the tiny model', () => {
+    const props = readOnnxMetadata(readFileSync(TINY_MODEL));
+    for (const key of Object.keys(GOOD)) expect(props).toHaveProperty([key]);
+    expect(props['cm.format']).toBe('1');
+    expect(JSON.parse(props['cm.plans'])['2']).toEqual([0, 22, 39]);
+  });
+
+  test('refuses bytes that are not an ONNX model', () => {
+    expect(() => readOnnxMetadata(new TextEncoder().encode('hello, this is not a model'))).toThrow(OnnxParseError);
+    expect(() => readOnnxMetadata(new Uint8Array([0x08, 0x07]))).toThrow(/no graph/);
+    const truncated = readFileSync(TINY_MODEL).subarray(0, 5000);
+    expect(() => readOnnxMetadata(truncated)).toThrow(OnnxParseError);
+  });
+});
+
+describe('model card', () => {
+  test('parses a good card', () => {
+    const card = parseModelCard(GOOD, 'm.onnx');
+    expect(card.resolution).toBe(64);
+    expect(card.grid).toEqual({ sigmaMin: 0.002, sigmaMax: 80, rho: 7, size: 40 });
+    expect(card.plans['2']).toEqual([0, 22, 39]);
+  });
+
+  test.each([
+    [{ 'cm.format': undefined }, /not a cm model/],
+    [{ 'cm.format': '2' }, /unsupported cm.format/],
+    [{ 'cm.resolution': 'abc' }, /expected a positive integer for cm.resolution/],
+    [{ 'cm.resolution': undefined }, /missing cm.resolution/],
+    [{ 'cm.channels': '1' }, /cm.channels/],
+    [{ 'cm.sigma_max': '0.001' }, /not above cm.sigma_min/],
+    [{ 'cm.plans': '{"2":[0,39]}' }, /not a plan of 2 evaluations/],
+    [{ 'cm.plans': '{"1":[0,38]}' }, /not a plan/],
+    [{ 'cm.plans': 'nope' }, /not JSON/],
+  ])('refuses %j', (patch, message) => {
+    const props = { ...GOOD, ...patch } as Record<string, string>;
+    for (const [k, v] of Object.entries(patch)) if (v === undefined) delete props[k];
+    expect(() => parseModelCard(props, 'm.onnx')).toThrow(ModelError);
+    expect(() => parseModelCard(props, 'm.onnx')).toThrow(message);
+  });
+});
+
+describe('tiny test model on onnxruntime-node (cpu)', () => {
+  test('matches the PyTorch reference within 1e-4 and keeps f(x, sigma_min) = x', async () => {
+    const model = await loadModel(await readModelFile(TINY_MODEL), { device: 'cpu', threads: 1 });
+    try {
+      const ref = JSON.parse(readFileSync(TINY_REF, 'utf8')) as { shape: number[]; sigma: number[]; x: string; denoised: string };
+      const [n, c, h, w] = ref.shape;
+      const x = new Tensor(n, c, h, w, f32(ref.x));
+      const out = await model.denoise(x, Float32Array.from(ref.sigma));
+      const want = f32(ref.denoised);
+      let worst = 0;
+      for (let i = 0; i < want.length; i++) worst = Math.max(worst, Math.abs(out.data[i] - want[i]));
+      expect(worst).toBeLessThan(1e-4);
+      // the network really does something at sigma 0.5 (a random-weight model that returned x would pass nothing)
+      let moved = 0;
+      for (let i = x.imageSize; i < 2 * x.imageSize; i++) moved = Math.max(moved, Math.abs(out.data[i] - x.data[i]));
+      expect(moved).toBeGreaterThan(1e-2);
+      // the boundary condition, in the exported graph
+      const small = x.map((v) => v / 1000);
+      const atMin = await model.denoise(small, new Float32Array(n).fill(0.002));
+      let diff = 0;
+      for (let i = 0; i < small.data.length; i++) diff = Math.max(diff, Math.abs(atMin.data[i] - small.data[i]));
+      expect(diff).toBeLessThan(1e-6);
+    } finally {
+      await model.dispose();
+    }
+  });
+
+  test('a file that is not a cm model is a ModelError naming it', async () => {
+    await expect(readModelFile('/nonexistent/m.onnx')).rejects.toThrow('/nonexistent/m.onnx: no such file');
+    await expect(readModelFile(TINY_REF)).rejects.toThrow(ModelError);
+  });
+});
