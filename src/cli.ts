@@ -43,6 +43,14 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<numb
         'Docs: README.md. Masks: white = fill. Images whose size differs from the model are edited at the model size and resized back.',
     )
     .strict()
+    .middleware((argv) => {
+      // A flag given twice would arrive as an array: refuse it rather than guess which one was meant.
+      for (const [key, value] of Object.entries(argv)) {
+        if (key !== '_' && key !== 'inputs' && Array.isArray(value) && key.length > 1 && !key.includes('-')) {
+          throw new UsageError(`--${key} was given more than once`);
+        }
+      }
+    }, true)
     .version(version)
     .help()
     .alias('h', 'help')

@@ -2,7 +2,7 @@
  * End to end: the built `cm` binary, spawned on the tiny random-weight test model, on images made here.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -67,6 +67,7 @@ beforeAll(async () => {
   writeFileSync(at('truncated.png'), png.subarray(0, Math.floor(png.length / 2)));
   writeFileSync(at('text.png'), 'this is not an image\n');
   writeFileSync(at('garbage.onnx'), Buffer.from('not a model at all'));
+  mkdirSync(at('no-masks'));
 });
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -207,7 +208,7 @@ describe('failing well', () => {
     ['a truncated PNG', ['colorize', 'truncated.png', '-o', 'f2.png'], 3, /^cm: truncated\.png: cannot decode image \(.+\)\n$/],
     ['a text file named .png', ['colorize', 'text.png', '-o', 'f3.png'], 3, /^cm: text\.png: cannot decode image \(not a supported image format\)\n$/],
     ['a mask of the wrong size', ['inpaint', 'img.png', '--mask', 'small-mask.png', '-o', 'f4.png'], 3, /^cm: small-mask\.png: 32x32 does not match image img\.png 64x64 \(use --resize-mask\)\n$/],
-    ['a mask that is a directory', ['inpaint', 'img.png', '--mask', '.', '-o', 'f5.png'], 3, /^cm: \.: is a directory, not an image\n$/],
+    ['a mask folder without a mask for the image', ['inpaint', 'img.png', '--mask', 'no-masks', '-o', 'f5.png'], 3, /^cm: img\.png: no mask named img\.\* in no-masks\n$/],
     ['an output folder that does not exist', ['colorize', 'gray.png', '-o', 'nope/out.png'], 3, /^cm: nope\/out\.png: folder nope does not exist\n$/],
     ['a bad --ts', ['colorize', 'gray.png', '--ts', '0,50', '-o', 'f6.png'], 2, /^cm: Expected integers between 0 and 39 for --ts but received "0,50"\n$/],
     ['an unknown output format', ['colorize', 'gray.png', '-o', 'f7.tif'], 2, /^cm: f7\.tif: unknown output format "\.tif"/],

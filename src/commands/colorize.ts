@@ -1,13 +1,13 @@
 import type { CommandModule } from 'yargs';
 import { colorizeOperator, luminance } from '../editing/colorize.js';
 import { Tensor } from '../tensor.js';
-import { inputPositional, withCommonOptions } from './common.js';
+import { withInputs, withCommonOptions } from './common.js';
 import { pictureAt, runImageTask, type ImageArgs, type ImageTask } from './run.js';
 
 const task: ImageTask<ImageArgs> = {
   name: 'colorize',
   defaultSteps: 2,
-  async prepare(picture) {
+  async prepare({ picture }) {
     // Only the luminance of the input is kept: a gray image replicated over RGB has exactly that luminance.
     const lum = luminance(picture.rgb);
     const plane = picture.width * picture.height;
@@ -25,9 +25,9 @@ const task: ImageTask<ImageArgs> = {
 };
 
 export const colorizeCommand: CommandModule<object, ImageArgs> = {
-  command: 'colorize <input>',
+  command: 'colorize <inputs..>',
   describe: 'Add colour to a grayscale image; the luminance of the input is kept',
   builder: (y) =>
-    withCommonOptions(inputPositional(y), task.defaultSteps) as never,
+    withCommonOptions(withInputs(y), task.defaultSteps) as never,
   handler: (args) => runImageTask(args, task),
 };

@@ -5,6 +5,7 @@ import { randomInt } from 'node:crypto';
 import type { Argv } from 'yargs';
 import { UsageError, ModelError } from '../errors.js';
 import { MAX_SEED } from '../rng.js';
+import { FORMATS, type ImageFormat } from '../io/image.js';
 import { DEVICES, readModelFile, type DeviceChoice, type ModelFile } from '../runtime/model.js';
 import { resolveModel } from '../runtime/registry.js';
 import { parseTs, planForSteps, type Plan } from '../sampler/schedule.js';
@@ -13,9 +14,28 @@ import { parseTs, planForSteps, type Plan } from '../sampler/schedule.js';
 export const DASH = '\u0000-';
 export const stdio = (v: string): string => (v === DASH ? '-' : v);
 
-/** The input image positional of the image commands. */
-export function inputPositional<T>(y: Argv<T>): Argv<T & { input: string }> {
-  return y.positional('input', { type: 'string', demandOption: true, coerce: stdio, describe: 'Image file, or - for stdin' }) as never;
+export interface InputArgs {
+  inputs: string[];
+  recursive: boolean;
+  maxPixels?: number;
+}
+
+/** The input images of the image commands: files, folders, or - for stdin. */
+export function withInputs<T>(y: Argv<T>): Argv<T & InputArgs> {
+  return y
+    .positional('inputs', {
+      type: 'string',
+      array: true,
+      demandOption: true,
+      coerce: (v: string[]) => v.map(stdio),
+      describe: 'Image files, folders, or - for stdin',
+    })
+    .option('recursive', { alias: 'r', type: 'boolean', default: false, describe: 'Descend into sub-folders of folder inputs' })
+    .option('max-pixels', {
+      type: 'number',
+      describe: 'Refuse images with more pixels than this (default: sharp\'s limit, 268402689)',
+      requiresArg: true,
+    }) as never;
 }
 
 export interface CommonArgs {
@@ -26,16 +46,27 @@ export interface CommonArgs {
   ts?: string;
   seed?: number;
   output?: string;
+  outDir?: string;
+  name?: string;
+  format?: ImageFormat;
   force: boolean;
+  skipExisting: boolean;
+  batch: number;
   quiet: boolean;
   json: boolean;
+  progress?: 'json';
 }
 
 /** The flags of every command that runs the model. */
 export function withCommonOptions<T>(y: Argv<T>, defaultSteps: number): Argv<T & CommonArgs> {
   return y
     .option('output', { alias: 'o', type: 'string', coerce: stdio, describe: 'Output file (.png, .jpg, .webp), or - for stdout', requiresArg: true })
-    .option('force', { type: 'boolean', default: false, describe: 'Overwrite an existing output file' })
+    .option('out-dir', { type: 'string', requiresArg: true, describe: 'Write outputs here (folder inputs are mirrored below it)' })
+    .option('name', { type: 'string', requiresArg: true, describe: 'Output name template: {stem} {task} {scale} {seed} {i} {ext}' })
+    .option('format', { choices: FORMATS, describe: 'Output format (default: from -o, else png)' })
+    .option('force', { type: 'boolean', default: false, describe: 'Overwrite existing output files' })
+    .option('skip-existing', { type: 'boolean', default: false, describe: 'Skip inputs whose output exists (resume a batch)' })
+    .option('batch', { type: 'number', default: 1, describe: 'Images per model call' })
     .option('model', { alias: 'm', type: 'string', describe: 'Model file or installed model name (see: cm models)', requiresArg: true })
     .option('device', { choices: DEVICES, default: 'auto' as DeviceChoice, describe: 'Execution provider (auto: cuda, then cpu)' })
     .option('threads', { type: 'number', default: 0, describe: 'CPU threads for the model (0: onnxruntime default)' })
@@ -44,7 +75,10 @@ export function withCommonOptions<T>(y: Argv<T>, defaultSteps: number): Argv<T &
     .option('seed', { type: 'number', describe: 'Random seed (same seed, same device: identical output)' })
     .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No progress or warnings on stderr' })
     .option('json', { type: 'boolean', default: false, describe: 'One JSON record per output on stdout' })
-    .conflicts('steps', 'ts') as unknown as Argv<T & CommonArgs>;
+    .option('progress', { choices: ['json'] as const, describe: 'json: one JSON line per step and per file on stderr' })
+    .conflicts('steps', 'ts')
+    .conflicts('output', 'out-dir')
+    .conflicts('output', 'name') as unknown as Argv<T & CommonArgs>;
 }
 
 export function checkCommon(args: CommonArgs): void {
@@ -57,6 +91,10 @@ export function checkCommon(args: CommonArgs): void {
   if (args.steps !== undefined && (!Number.isInteger(args.steps) || args.steps < 1)) {
     throw new UsageError(`Expected a positive integer for --steps but received ${args.steps}`);
   }
+  if (!Number.isInteger(args.batch) || args.batch < 1 || args.batch > 256) {
+    throw new UsageError(`Expected an integer between 1 and 256 for --batch but received ${args.batch}`);
+  }
+  if (args.force && args.skipExisting) throw new UsageError('--force and --skip-existing contradict each other: pick one');
   if (args.json && args.output === '-') {
     throw new UsageError('--json and -o - both want stdout: write the image to a file, or drop --json');
   }

@@ -1,7 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { UsageError } from '../errors.js';
 import { planFromLevel } from '../sampler/schedule.js';
-import { inputPositional, withCommonOptions } from './common.js';
+import { withInputs, withCommonOptions } from './common.js';
 import { runImageTask, startFromPicture, type ImageArgs, type ImageTask } from './run.js';
 
 interface DenoiseArgs extends ImageArgs {
@@ -20,15 +20,15 @@ const task: ImageTask<DenoiseArgs> = {
     // The photo already is x at level sigma: one call f(y, sigma), with sigma in [-1, 1] units (255 = 2).
     return planFromLevel(file.card.grid, args.noise / 127.5, args.steps ?? task.defaultSteps);
   },
-  prepare: async (picture) => startFromPicture(picture),
+  prepare: async ({ picture }) => startFromPicture(picture),
 };
 
 export const denoiseCommand: CommandModule<object, DenoiseArgs> = {
-  command: 'denoise <input>',
+  command: 'denoise <inputs..>',
   describe: 'Remove Gaussian noise of a known level',
   builder: (y) =>
     withCommonOptions(
-      inputPositional(y)
+      withInputs(y)
         .option('noise', { type: 'number', demandOption: true, requiresArg: true, describe: 'Noise standard deviation in 0-255 pixel units' }),
       task.defaultSteps,
     ) as never,

@@ -22,14 +22,17 @@ export const generateCommand: CommandModule<object, GenerateArgs> = {
     runGeneration(args, {
       name: 'generate',
       defaultSteps: 1,
-      build(file, rng) {
-        if (!Number.isInteger(args.count) || args.count < 1 || args.count > 256) {
-          throw new UsageError(`Expected an integer between 1 and 256 for --count but received ${args.count}`);
+      count(a) {
+        if (!Number.isInteger(a.count) || a.count < 1 || a.count > 256) {
+          throw new UsageError(`Expected an integer between 1 and 256 for --count but received ${a.count}`);
         }
+        return a.count;
+      },
+      build(file, rng, count) {
         const res = file.card.resolution;
         return {
-          count: args.count,
-          operator: unconstrained(new Tensor(args.count, 3, res, res)),
+          count,
+          operator: unconstrained(new Tensor(count, 3, res, res)),
           noise: gaussianNoise(rng),
         };
       },

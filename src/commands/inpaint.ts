@@ -2,8 +2,9 @@ import type { CommandModule } from 'yargs';
 import { inpaintOperator } from '../editing/inpaint.js';
 import { InputError } from '../errors.js';
 import { readMask, resizeTensor } from '../io/image.js';
+import { maskFor } from '../io/inputs.js';
 import { Tensor } from '../tensor.js';
-import { inputPositional, stdio, withCommonOptions } from './common.js';
+import { withInputs, stdio, withCommonOptions } from './common.js';
 import { pictureAt, runImageTask, type ImageArgs, type ImageTask } from './run.js';
 
 interface InpaintArgs extends ImageArgs {
@@ -14,8 +15,10 @@ interface InpaintArgs extends ImageArgs {
 const task: ImageTask<InpaintArgs> = {
   name: 'inpaint',
   defaultSteps: 2,
-  async prepare(picture, args, _file, reporter) {
-    const { label, mask: raw } = await readMask(args.mask);
+  async prepare({ picture, item }, args, _file, reporter) {
+    const maskPath = maskFor(args.mask, item);
+    if (maskPath === undefined) throw new InputError(`${picture.label}: no mask named ${item.stem}.* in ${args.mask}`);
+    const { label, mask: raw } = await readMask(maskPath, { maxPixels: args.maxPixels });
     let mask = raw;
     if (mask.w !== picture.width || mask.h !== picture.height) {
       if (!args.resizeMask) {
@@ -51,12 +54,12 @@ function binarize(signed: Tensor, threshold: number): Tensor {
 }
 
 export const inpaintCommand: CommandModule<object, InpaintArgs> = {
-  command: 'inpaint <input>',
+  command: 'inpaint <inputs..>',
   describe: 'Fill the white part of a mask; every other pixel is returned exactly',
   builder: (y) =>
     withCommonOptions(
-      inputPositional(y)
-        .option('mask', { type: 'string', demandOption: true, requiresArg: true, coerce: stdio, describe: 'Mask image: white = fill, black = keep' })
+      withInputs(y)
+        .option('mask', { type: 'string', demandOption: true, requiresArg: true, coerce: stdio, describe: 'Mask image (white = fill, black = keep), or a folder of masks named like the inputs' })
         .option('resize-mask', { type: 'boolean', default: false, describe: 'Resize a mask of another size instead of refusing it' }),
       task.defaultSteps,
     ) as never,

@@ -22,14 +22,17 @@ export const interpolateCommand: CommandModule<object, InterpolateArgs> = {
     runGeneration(args, {
       name: 'interpolate',
       defaultSteps: 1,
-      build(file, rng) {
-        if (!Number.isInteger(args.frames) || args.frames < 2 || args.frames > 256) {
-          throw new UsageError(`Expected an integer between 2 and 256 for --frames but received ${args.frames}`);
+      count(a) {
+        if (!Number.isInteger(a.frames) || a.frames < 2 || a.frames > 256) {
+          throw new UsageError(`Expected an integer between 2 and 256 for --frames but received ${a.frames}`);
         }
+        return a.frames;
+      },
+      build(file, rng, count) {
         const res = file.card.resolution;
-        const start = slerpFrames(rng.normalTensor(1, 3, res, res), rng.normalTensor(1, 3, res, res), args.frames);
+        const start = slerpFrames(rng.normalTensor(1, 3, res, res), rng.normalTensor(1, 3, res, res), count);
         return {
-          count: args.frames,
+          count,
           operator: unconstrained(start.zerosLike()),
           // Step 0: the interpolated noises. Later steps: one noise shared by every frame, so frames stay a path.
           noise: (step, like) => {

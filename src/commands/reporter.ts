@@ -14,7 +14,7 @@ export interface OutputRecord {
   ts: number[] | null;
   seed: number | null;
   seconds: number;
-  status: 'ok' | 'error';
+  status: 'ok' | 'error' | 'skipped';
   error?: string;
 }
 
@@ -24,7 +24,18 @@ export class Reporter {
   constructor(
     private readonly quiet: boolean,
     private readonly json: boolean,
+    private readonly progressJson = false,
   ) {}
+
+  /** A file that failed: always said, one line. */
+  failure(message: string): void {
+    this.pause(() => process.stderr.write(`cm: ${message}\n`));
+  }
+
+  /** A --progress json event on stderr. */
+  event(e: Record<string, unknown>): void {
+    if (this.progressJson) process.stderr.write(`${JSON.stringify(e)}\n`);
+  }
 
   warn(message: string): void {
     if (this.quiet) return;

@@ -1,19 +1,23 @@
 /**
- * The one path every task takes: model file -> plan -> inputs -> operator -> the shared sampler -> encode -> atomic
- * write, with --json records and progress. Tasks only say how to build their operator (image tasks) or their start
- * and noise (generation).
+ * The one path every task takes: model file -> plan -> inputs -> operators -> the shared sampler -> encode -> atomic
+ * write, with --json records, progress, per-file failures and Ctrl-C. Tasks only say how to build their operator
+ * (image tasks) or their start and noise (generation).
  */
+import { existsSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { unconstrained, type Operator } from '../editing/operator.js';
-import { CmError, UsageError } from '../errors.js';
+import { stackOperators, unconstrained, type Operator } from '../editing/operator.js';
+import { CmError, EXIT_UNEXPECTED, InputError, ModelError } from '../errors.js';
 import { encodePicture, readPicture, resizeTensor, type Picture } from '../io/image.js';
-import { checkOutput, defaultOutputPath, expandOutput, formatOf, STDOUT, writeOutput } from '../io/output.js';
-import { Rng } from '../rng.js';
+import { expandInputs, type InputItem } from '../io/inputs.js';
+import { checkOutput, checkOutputCount, DEFAULT_NAME, outputFormat, outputPath, STDOUT, writeOutput } from '../io/output.js';
+import { MAX_SEED, Rng } from '../rng.js';
 import { loadModel, type LoadedModel, type ModelFile } from '../runtime/model.js';
-import { gaussianNoise, sample, type NoiseSource } from '../sampler/sample.js';
+import { perImageNoise, sample, type NoiseSource, type StepEvent } from '../sampler/sample.js';
 import { evaluations, type Plan } from '../sampler/schedule.js';
 import type { Tensor } from '../tensor.js';
-import { checkCommon, chooseSeed, choosePlan, openModel, type CommonArgs } from './common.js';
+import { checkCommon, chooseSeed, choosePlan, openModel, type CommonArgs, type InputArgs } from './common.js';
+import { Interrupted, watchSignals, type SignalWatch } from './interrupt.js';
 import { Reporter, type OutputRecord } from './reporter.js';
 
 /** An edit of one image, described at its output size. */
@@ -26,6 +30,12 @@ export interface Edit {
   operatorAt(w: number, h: number): Promise<Operator>;
 }
 
+/** What a task needs to know about the image it is preparing. */
+export interface EditInput {
+  picture: Picture;
+  item: InputItem;
+}
+
 export interface ImageTask<A> {
   name: string;
   defaultSteps: number;
@@ -33,32 +43,13 @@ export interface ImageTask<A> {
   plan?(args: A, file: ModelFile): Plan;
   /** The start already carries noise of the plan's first level (denoising). */
   startIsNoisy?: boolean;
-  /** Read the task's other inputs and describe the edit. */
-  prepare(picture: Picture, args: A, file: ModelFile, reporter: Reporter): Promise<Edit>;
+  /** Extra name-template variables ({scale}). */
+  nameVars?(args: A): { scale?: number };
+  /** Read the task's other inputs (a mask) and describe the edit. */
+  prepare(input: EditInput, args: A, file: ModelFile, reporter: Reporter): Promise<Edit>;
 }
 
-export interface ImageArgs extends CommonArgs {
-  input: string;
-}
-
-export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask<A>): Promise<void> {
-  checkCommon(args);
-  const output = args.output ?? (args.input === STDOUT ? STDOUT : defaultOutputPath(args.input, task.name));
-  await reported(args, task.name, args.input, [output], async (reporter, record) => {
-    const file = await openModel(args);
-    record.model = file.path;
-    const plan = task.plan ? task.plan(args, file) : choosePlan(args, file, task.defaultSteps);
-    const format = prepareOutput(output, args.force);
-    const picture = await readPicture(args.input);
-    const edit = await task.prepare(picture, args, file, reporter);
-    const seed = chooseSeed(args);
-    Object.assign(record, { evaluations: evaluations(plan), ts: plan.ts ?? null, seed });
-    await withModel(file, args, reporter, record, async (model) => {
-      const result = await runEdit(model, edit, plan, task.startIsNoisy ?? false, seed, picture.label, reporter);
-      await writeOutput(output, await encodePicture(result, 0, format, edit.alpha), args.force);
-    });
-  });
-}
+export type ImageArgs = CommonArgs & InputArgs;
 
 /** The input image at w x h: itself at its own size, resized (Lanczos) otherwise. */
 export async function pictureAt(picture: Picture, w: number, h: number): Promise<Tensor> {
@@ -75,35 +66,151 @@ export function startFromPicture(picture: Picture): Edit {
   };
 }
 
-/** Sample the edit: at its own size when that is the model's, otherwise at the model's size and back. */
-async function runEdit(
+interface Job {
+  item: InputItem;
+  seed: number;
+  output: string;
+  record: OutputRecord;
+  started: number;
+}
+
+interface Prepared {
+  job: Job;
+  picture: Picture;
+  edit: Edit;
+}
+
+/** Run an image task over every input: one model session, --batch images per model call, bad files skipped. */
+export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask<A>): Promise<void> {
+  checkCommon(args);
+  const reporter = new Reporter(args.quiet, args.json, args.progress === 'json');
+  const items = expandInputs(args.inputs, args.recursive);
+  if (items.length === 0) throw new InputError(`${args.inputs.join(' ')}: no images found`);
+  const out = { ...args, output: args.output ?? (items.length === 1 && items[0].path === STDOUT ? STDOUT : undefined) };
+  checkOutputCount(out, items.length);
+  const batch = new Batch(reporter, items.length, task.name);
+  const baseSeed = chooseSeed(args);
+  const jobs: Job[] = items.map((item, i) => {
+    const seed = (baseSeed + i) % (MAX_SEED + 1);
+    const output = outputPath(out, {
+      stem: item.stem,
+      task: task.name,
+      i,
+      seed,
+      ...task.nameVars?.(args),
+      inputDir: item.path === STDOUT ? '.' : dirname(item.path),
+      relDir: item.relDir,
+    });
+    return { item, seed, output, record: { ...batch.newRecord(item.path, seed), output }, started: 0 };
+  });
+  const format = outputFormat(out);
+
+  await batch.run(async (signals) => {
+    const file = await openModel(args);
+    const plan = task.plan ? task.plan(args, file) : choosePlan(args, file, task.defaultSteps);
+    for (const job of jobs) Object.assign(job.record, { model: file.path, evaluations: evaluations(plan), ts: plan.ts ?? null });
+    const seen = new Map<string, string>();
+    const pending = jobs.filter((job) => {
+      const first = seen.get(job.output);
+      if (first !== undefined && job.output !== STDOUT) {
+        batch.fail(job.record, new InputError(`${job.item.path}: its output ${job.output} is also the output of ${first}`));
+        return false;
+      }
+      seen.set(job.output, job.item.path);
+      if (args.skipExisting && job.output !== STDOUT && existsSync(job.output)) {
+        batch.skip(job.record);
+        return false;
+      }
+      return true;
+    });
+    if (pending.length === 0) return;
+    const model = await batch.startModel(file, args);
+    try {
+      for (let k = 0; k < pending.length; k += args.batch) {
+        signals.check();
+        const group: Prepared[] = [];
+        for (const job of pending.slice(k, k + args.batch)) {
+          job.started = performance.now();
+          try {
+            checkOutput(job.output, args.force, args.outDir !== undefined);
+            const picture = await readPicture(job.item.path, { maxPixels: args.maxPixels });
+            const edit = await task.prepare({ picture, item: job.item }, args, file, reporter);
+            group.push({ job, picture, edit });
+          } catch (e) {
+            batch.fail(job.record, e);
+          }
+        }
+        if (group.length === 0) continue;
+        let results: Tensor[];
+        try {
+          results = await runEdits(model, group, plan, task.startIsNoisy ?? false, reporter, signals, batch);
+        } catch (e) {
+          if (e instanceof Interrupted || e instanceof ModelError) throw e;
+          for (const { job } of group) batch.fail(job.record, e);
+          continue;
+        }
+        for (let i = 0; i < group.length; i++) {
+          const { job, edit } = group[i];
+          try {
+            await writeOutput(job.output, await encodePicture(results[i], 0, format, edit.alpha), args.force);
+            batch.ok(job.record, job.started);
+          } catch (e) {
+            batch.fail(job.record, e);
+          }
+        }
+      }
+    } finally {
+      await model.dispose();
+    }
+  }, jobs.map((j) => j.record));
+}
+
+/**
+ * Sample a group of edits in one batch at the model's size; an edit of another size is resized back and its known
+ * data restored at full size. Each image has its own noise stream (seeded by its seed), so batching changes nothing.
+ */
+async function runEdits(
   model: LoadedModel,
-  edit: Edit,
+  group: Prepared[],
   plan: Plan,
   startIsNoisy: boolean,
-  seed: number,
-  label: string,
   reporter: Reporter,
-): Promise<Tensor> {
+  signals: SignalWatch,
+  batch: Batch,
+): Promise<Tensor[]> {
   const res = model.card.resolution;
-  const rng = new Rng(seed);
-  const at = async (w: number, h: number): Promise<Tensor> =>
-    sample(model, {
-      operator: await edit.operatorAt(w, h),
-      sigmas: plan.sigmas,
-      sigmaMin: model.card.grid.sigmaMin,
-      noise: gaussianNoise(rng),
-      startIsNoisy,
-      onStep: (e) => reporter.progress(`${label}: step ${e.step}/${e.steps}`),
-    });
-  if (edit.width === res && edit.height === res) return at(res, res);
-  reporter.warn(
-    `${label}: output ${edit.width}x${edit.height} differs from the model's ${res}x${res}: editing at ${res}x${res} and resizing back`,
-  );
-  const small = await at(res, res);
-  const up = await resizeTensor(small, edit.width, edit.height, 'lanczos3');
-  const full = await edit.operatorAt(edit.width, edit.height);
-  return full.projectInRange(up);
+  const ops: Operator[] = [];
+  for (const { edit, picture } of group) {
+    if (edit.width !== res || edit.height !== res) {
+      reporter.warn(
+        `${picture.label}: output ${edit.width}x${edit.height} differs from the model's ${res}x${res}: editing at ${res}x${res} and resizing back`,
+      );
+    }
+    ops.push(await edit.operatorAt(res, res));
+  }
+  const x = await sample(model, {
+    operator: stackOperators(ops),
+    sigmas: plan.sigmas,
+    sigmaMin: model.card.grid.sigmaMin,
+    noise: perImageNoise(group.map(({ job }) => new Rng(job.seed))),
+    startIsNoisy,
+    onStep: (e) => {
+      batch.step(e, group.map(({ job }) => job.item.path));
+      signals.check();
+    },
+  });
+  const results: Tensor[] = [];
+  for (let i = 0; i < group.length; i++) {
+    const { edit } = group[i];
+    const small = x.image(i);
+    if (edit.width === res && edit.height === res) {
+      results.push(small);
+      continue;
+    }
+    const full = await edit.operatorAt(edit.width, edit.height);
+    results.push(full.projectInRange(await resizeTensor(small, edit.width, edit.height, 'lanczos3')));
+  }
+  return results;
 }
 
 /** How a generation task starts: batch size, the noise (step 0 is the initial noise), the operator. */
@@ -115,100 +222,147 @@ export interface Generation {
 
 export async function runGeneration<A extends CommonArgs>(
   args: A,
-  task: { name: string; defaultSteps: number; build(file: ModelFile, rng: Rng): Generation },
+  task: { name: string; defaultSteps: number; count(args: A): number; build(file: ModelFile, rng: Rng, count: number): Generation },
 ): Promise<void> {
   checkCommon(args);
-  const template = args.output ?? `${task.name}-{i}.png`;
-  await reported(args, task.name, null, [template], async (reporter, record, records) => {
+  const reporter = new Reporter(args.quiet, args.json, args.progress === 'json');
+  const count = task.count(args);
+  checkOutputCount(args, count);
+  const seed = chooseSeed(args);
+  const opts = { ...args, name: args.name ?? (count > 1 ? '{task}-{i}.{ext}' : '{task}.{ext}') };
+  const outputs = Array.from({ length: count }, (_, i) => outputPath(opts, { stem: task.name, task: task.name, i, seed }));
+  const format = outputFormat(opts);
+  const batch = new Batch(reporter, count, task.name);
+  const records = outputs.map((o) => ({ ...batch.newRecord(null, seed), output: o }));
+  await batch.run(async (signals) => {
     const file = await openModel(args);
-    record.model = file.path;
     const plan = choosePlan(args, file, task.defaultSteps);
-    const seed = chooseSeed(args);
-    const rng = new Rng(seed);
-    const gen = task.build(file, rng);
-    const outputs = Array.from({ length: gen.count }, (_, i) => expandOutput(template, i, gen.count));
-    const formats = outputs.map((o) => prepareOutput(o, args.force));
-    Object.assign(record, { evaluations: evaluations(plan), ts: plan.ts ?? null, seed });
-    await withModel(file, args, reporter, record, async (model) => {
+    for (const r of records) Object.assign(r, { model: file.path, evaluations: evaluations(plan), ts: plan.ts ?? null });
+    for (const o of outputs) checkOutput(o, args.force, args.outDir !== undefined);
+    const gen = task.build(file, new Rng(seed), count);
+    const model = await batch.startModel(file, args);
+    const started = performance.now();
+    try {
       const result = await sample(model, {
         operator: gen.operator,
         sigmas: plan.sigmas,
         sigmaMin: file.card.grid.sigmaMin,
         noise: gen.noise,
-        onStep: (e) => reporter.progress(`${task.name}: step ${e.step}/${e.steps}`),
+        onStep: (e) => {
+          batch.step(e, []);
+          signals.check();
+        },
       });
-      for (let i = 0; i < gen.count; i++) {
-        await writeOutput(outputs[i], await encodePicture(result, i, formats[i]), args.force);
-        records.push({ ...record, output: outputs[i] });
+      for (let i = 0; i < count; i++) {
+        await writeOutput(outputs[i], await encodePicture(result, i, format), args.force);
+        batch.ok(records[i], started);
       }
-    });
-  });
-}
-
-function prepareOutput(output: string, force: boolean): ReturnType<typeof formatOf> {
-  if (output === STDOUT && process.stdout.isTTY) {
-    throw new UsageError('refusing to write image bytes to a terminal: redirect stdout or pass -o FILE');
-  }
-  const format = formatOf(output);
-  checkOutput(output, force);
-  return format;
-}
-
-async function withModel(
-  file: ModelFile,
-  args: CommonArgs,
-  reporter: Reporter,
-  record: OutputRecord,
-  run: (model: LoadedModel) => Promise<void>,
-): Promise<void> {
-  const model = await loadModel(file, { device: args.device, threads: args.threads });
-  record.device = model.device;
-  if (args.device === 'auto') {
-    reporter.info(`device ${model.device}${model.skipped.length ? ` (${model.skipped.join('; ')})` : ''}`);
-  }
-  try {
-    await run(model);
-  } finally {
-    await model.dispose();
-  }
+    } finally {
+      await model.dispose();
+    }
+  }, records);
 }
 
 /**
- * Run a command's work with its records: one per output on success (the work may push them itself), or one error
- * record per intended output on failure. Progress is cleared whatever happens.
+ * The bookkeeping of one run: records, the device line, progress, the summary line and the exit code (that of the
+ * first failure; 0 when every file succeeded).
  */
-async function reported(
-  args: CommonArgs,
-  task: string,
-  input: string | null,
-  outputs: string[],
-  work: (reporter: Reporter, record: OutputRecord, records: OutputRecord[]) => Promise<void>,
-): Promise<void> {
-  const reporter = new Reporter(args.quiet, args.json);
-  const start = performance.now();
-  const record: OutputRecord = {
-    input,
-    output: outputs[0] ?? null,
-    task,
-    model: null,
-    device: null,
-    evaluations: null,
-    ts: null,
-    seed: null,
-    seconds: 0,
-    status: 'ok',
-  };
-  const records: OutputRecord[] = [];
-  try {
-    await work(reporter, record, records);
-    reporter.done();
-    const seconds = round3((performance.now() - start) / 1000);
-    for (const r of records.length ? records : [record]) reporter.record({ ...r, seconds });
-  } catch (e) {
-    reporter.done();
-    const error = e instanceof CmError ? e.message : `unexpected error: ${e instanceof Error ? e.message : String(e)}`;
-    reporter.record({ ...record, seconds: round3((performance.now() - start) / 1000), status: 'error', error });
-    throw e;
+class Batch {
+  private done = 0;
+  private failed = 0;
+  private skipped = 0;
+  private firstCode = 0;
+  private readonly start = performance.now();
+  private device: string | null = null;
+  private readonly finished = new Set<OutputRecord>();
+
+  constructor(
+    private readonly reporter: Reporter,
+    private readonly total: number,
+    private readonly task: string,
+  ) {}
+
+  newRecord(input: string | null, seed: number): OutputRecord {
+    return { input, output: null, task: this.task, model: null, device: null, evaluations: null, ts: null, seed, seconds: 0, status: 'ok' };
+  }
+
+  async startModel(file: ModelFile, args: CommonArgs): Promise<LoadedModel> {
+    const model = await loadModel(file, { device: args.device, threads: args.threads });
+    this.device = model.device;
+    if (args.device === 'auto') {
+      this.reporter.info(`device ${model.device}${model.skipped.length ? ` (${model.skipped.join('; ')})` : ''}`);
+    }
+    return model;
+  }
+
+  step(e: StepEvent, inputs: string[]): void {
+    const n = this.done + this.failed + this.skipped;
+    const eta = n > 0 ? ` · ETA ${Math.round((((performance.now() - this.start) / n) * (this.total - n)) / 1000)}s` : '';
+    const where = this.total > 1 ? `[${Math.min(n + inputs.length, this.total)}/${this.total}] ` : '';
+    this.reporter.progress(`${where}${inputs[0] ?? this.task}: step ${e.step}/${e.steps}${eta}`);
+    this.reporter.event({ event: 'step', task: this.task, inputs, step: e.step, steps: e.steps, sigma: e.sigma });
+  }
+
+  ok(record: OutputRecord, started: number): void {
+    this.done++;
+    this.finish(record, 'ok', started);
+  }
+
+  skip(record: OutputRecord): void {
+    this.skipped++;
+    this.finish(record, 'skipped', performance.now());
+  }
+
+  fail(record: OutputRecord, e: unknown): void {
+    this.failed++;
+    const code = e instanceof CmError ? e.exitCode : EXIT_UNEXPECTED;
+    if (this.firstCode === 0) this.firstCode = code;
+    const message = e instanceof CmError ? e.message : `${record.input ?? this.task}: unexpected error: ${e instanceof Error ? e.message : String(e)}`;
+    this.reporter.failure(message);
+    this.finish(record, 'error', performance.now(), message);
+  }
+
+  private finish(record: OutputRecord, status: OutputRecord['status'], started: number, error?: string): void {
+    this.finished.add(record);
+    Object.assign(record, { status, device: this.device, seconds: round3((performance.now() - started) / 1000) });
+    if (error !== undefined) record.error = error;
+    this.reporter.record(record);
+    this.reporter.event({ event: 'file', task: this.task, input: record.input, output: record.output, status, error, done: this.done + this.failed + this.skipped, total: this.total });
+  }
+
+  /**
+   * Run the work under Ctrl-C handling. A failure that ends the whole run (usage, model, interruption) fails every
+   * record not yet finished; the exit code is set from the first failure.
+   */
+  async run(work: (signals: SignalWatch) => Promise<void>, records: OutputRecord[]): Promise<void> {
+    const signals = watchSignals(() => this.reporter.warn('interrupted: stopping after the current step (Ctrl-C again to stop now)'));
+    try {
+      await work(signals);
+    } catch (e) {
+      // The run as a whole failed (usage, model, Ctrl-C): every file not finished gets an error record, and the
+      // top-level handler prints the one error line and sets the exit code.
+      this.reporter.done();
+      for (const r of records) if (!this.finished.has(r)) this.finishFatal(r, e);
+      throw e;
+    } finally {
+      signals.dispose();
+      this.reporter.done();
+    }
+    if (this.total > 1 || this.skipped > 0) {
+      const parts = [`${this.done} done`];
+      if (this.skipped) parts.push(`${this.skipped} skipped`);
+      parts.push(`${this.failed} failed`);
+      const line = `${this.total} ${this.total === 1 ? 'file' : 'files'}: ${parts.join(', ')}`;
+      if (this.failed > 0) this.reporter.failure(line);
+      else this.reporter.info(line);
+    }
+    if (this.firstCode !== 0) process.exitCode = this.firstCode;
+  }
+
+  private finishFatal(record: OutputRecord, e: unknown): void {
+    const message = e instanceof CmError ? e.message : `unexpected error: ${e instanceof Error ? e.message : String(e)}`;
+    Object.assign(record, { status: 'error', error: message, device: this.device, seconds: round3((performance.now() - this.start) / 1000) });
+    this.reporter.record(record);
   }
 }
 

@@ -1,6 +1,6 @@
 import type { CommandModule } from 'yargs';
 import { evenPlan, parseTs, strengthToIndex } from '../sampler/schedule.js';
-import { inputPositional, withCommonOptions } from './common.js';
+import { withInputs, withCommonOptions } from './common.js';
 import { runImageTask, startFromPicture, type ImageArgs, type ImageTask } from './run.js';
 
 interface StrokeArgs extends ImageArgs {
@@ -15,15 +15,15 @@ const task: ImageTask<StrokeArgs> = {
     if (args.ts !== undefined) return parseTs(grid, args.ts);
     return evenPlan(grid, args.steps ?? task.defaultSteps, strengthToIndex(grid, args.strength));
   },
-  prepare: async (picture) => startFromPicture(picture),
+  prepare: async ({ picture }) => startFromPicture(picture),
 };
 
 export const strokeCommand: CommandModule<object, StrokeArgs> = {
-  command: 'stroke <input>',
+  command: 'stroke <inputs..>',
   describe: 'Turn a stroke painting or rough sketch into an image (SDEdit-style)',
   builder: (y) =>
     withCommonOptions(
-      inputPositional(y)
+      withInputs(y)
         .option('strength', {
           type: 'number',
           default: 0.6,

@@ -2,7 +2,7 @@ import type { CommandModule } from 'yargs';
 import { superresOperator, upsampleNearest } from '../editing/superres.js';
 import { UsageError } from '../errors.js';
 import { resizeAlpha, resizeTensor } from '../io/image.js';
-import { inputPositional, withCommonOptions } from './common.js';
+import { withInputs, withCommonOptions } from './common.js';
 import { runImageTask, type ImageArgs, type ImageTask } from './run.js';
 
 interface SuperresArgs extends ImageArgs {
@@ -14,7 +14,8 @@ export const SCALES = [2, 4, 8];
 const task: ImageTask<SuperresArgs> = {
   name: 'superres',
   defaultSteps: 2,
-  async prepare(picture, args, file) {
+  nameVars: (args) => ({ scale: args.scale }),
+  async prepare({ picture }, args, file) {
     const p = args.scale;
     const res = file.card.resolution;
     if (res % p !== 0) throw new UsageError(`-x ${p} does not divide the model's resolution ${res}`);
@@ -34,11 +35,11 @@ const task: ImageTask<SuperresArgs> = {
 };
 
 export const superresCommand: CommandModule<object, SuperresArgs> = {
-  command: 'superres <input>',
+  command: 'superres <inputs..>',
   describe: 'Upscale by 2, 4 or 8; each output patch keeps the mean of its input pixel',
   builder: (y) =>
     withCommonOptions(
-      inputPositional(y)
+      withInputs(y)
         .option('scale', { alias: 'x', choices: SCALES, default: 4, describe: 'Upscaling factor' }),
       task.defaultSteps,
     ) as never,

@@ -2,7 +2,7 @@
  * An edit, as data (ALGORITHMS.md section 4): an orthogonal map A with a mask Omega over A's coordinates, given the
  * reference y. Each task builds one; the sampler only calls these two members. Pure.
  */
-import { clamp, Tensor } from '../tensor.js';
+import { clamp, concatBatch, Tensor } from '../tensor.js';
 
 export interface Operator {
   /**
@@ -22,4 +22,18 @@ export interface Operator {
 /** Nothing known: sampling starts from `start` (zeros, or a guide image for SDEdit) and no projection is made. */
 export function unconstrained(start: Tensor): Operator {
   return { start, project: (x) => x, projectInRange: (x) => clamp(x) };
+}
+
+/** Several single-image operators as one operator over their batch (image i of x goes to operator i). */
+export function stackOperators(ops: readonly Operator[]): Operator {
+  if (ops.length === 1) return ops[0];
+  const each = (x: Tensor, f: (op: Operator, xi: Tensor) => Tensor): Tensor => {
+    if (x.n !== ops.length) throw new RangeError(`stackOperators: a batch of ${x.n} for ${ops.length} operators`);
+    return concatBatch(ops.map((op, i) => f(op, x.image(i))));
+  };
+  return {
+    start: concatBatch(ops.map((op) => op.start)),
+    project: (x) => each(x, (op, xi) => op.project(xi)),
+    projectInRange: (x) => each(x, (op, xi) => op.projectInRange(xi)),
+  };
 }

@@ -3,7 +3,7 @@
  * rename or a no-clobber link) and stdout. A failed run leaves no partial file and never overwrites one without --force.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
 import { link, rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import { InputError, UsageError } from '../errors.js';
@@ -11,37 +11,87 @@ import type { ImageFormat } from './image.js';
 
 export const STDOUT = '-';
 
-/** `<stem>.<task>.png` next to the input. */
-export function defaultOutputPath(input: string, task: string): string {
-  const stem = basename(input, extname(input));
-  return join(dirname(input), `${stem}.${task}.png`);
+export interface OutputOptions {
+  /** -o: a file, a template with {stem} {task} {scale} {seed} {i} {ext}, or - for stdout. */
+  output?: string;
+  /** --out-dir: outputs go here (input folders mirrored below it). */
+  outDir?: string;
+  /** --name: the file name template when -o is not given. */
+  name?: string;
+  /** --format: png, jpg or webp (otherwise from -o's extension, else png). */
+  format?: ImageFormat;
 }
 
-/** Fill `{i}` in an output template; several outputs need it. */
-export function expandOutput(template: string, i: number, count: number): string {
-  if (template === STDOUT) {
-    if (count > 1) throw new UsageError(`-o - writes one image, but this run makes ${count}: use a file template with {i}`);
-    return STDOUT;
-  }
-  if (count > 1 && !template.includes('{i}')) {
-    throw new UsageError(`-o ${template}: this run writes ${count} images; put {i} in the name, e.g. out-{i}.png`);
-  }
-  return template.replaceAll('{i}', String(i));
+export interface NameVars {
+  stem: string;
+  task: string;
+  i: number;
+  seed: number;
+  scale?: number;
+  /** The input's folder (outputs go next to it by default) and its folder relative to the folder named. */
+  inputDir?: string;
+  relDir?: string;
+}
+
+export const DEFAULT_NAME = '{stem}.{task}.{ext}';
+export const TEMPLATE_KEYS = ['stem', 'task', 'scale', 'seed', 'i', 'ext'];
+
+function fill(template: string, vars: NameVars, ext: string): string {
+  return template.replace(/\{(\w+)\}/g, (whole, key: string) => {
+    const v: Record<string, string | number | undefined> = { ...vars, ext };
+    if (!TEMPLATE_KEYS.includes(key)) throw new UsageError(`${template}: unknown name variable {${key}} (use ${TEMPLATE_KEYS.map((k) => `{${k}}`).join(' ')})`);
+    if (v[key] === undefined) throw new UsageError(`${template}: {${key}} has no value for this task`);
+    return String(v[key]);
+  });
 }
 
 export function formatOf(path: string): ImageFormat {
-  if (path === STDOUT) return 'png';
   const ext = extname(path).toLowerCase();
   if (ext === '.png') return 'png';
   if (ext === '.jpg' || ext === '.jpeg') return 'jpg';
   if (ext === '.webp') return 'webp';
-  throw new UsageError(`${path}: unknown output format "${ext || '(none)'}" (use .png, .jpg or .webp)`);
+  throw new UsageError(`${path}: unknown output format "${ext || '(none)'}" (use .png, .jpg or .webp, or --format)`);
 }
 
-/** Fail before any work when an output cannot be written: its folder is missing, or it exists and --force is off. */
-export function checkOutput(path: string, force: boolean): void {
+/** The format of every output of a run: --format, else -o's extension, else PNG. */
+export function outputFormat(opts: OutputOptions): ImageFormat {
+  if (opts.format) return opts.format;
+  if (opts.output !== undefined && opts.output !== STDOUT) return formatOf(opts.output);
+  return 'png';
+}
+
+/** The path of one output. */
+export function outputPath(opts: OutputOptions, vars: NameVars): string {
+  const ext = outputFormat(opts);
+  if (opts.output === STDOUT) return STDOUT;
+  if (opts.output !== undefined) return fill(opts.output, vars, ext);
+  const dir = opts.outDir !== undefined ? join(opts.outDir, vars.relDir ?? '') : (vars.inputDir ?? '.');
+  return join(dir, fill(opts.name ?? DEFAULT_NAME, vars, ext));
+}
+
+/** Refuse -o forms that cannot serve `count` outputs: stdout takes one image, a plain file name one. */
+export function checkOutputCount(opts: OutputOptions, count: number): void {
+  if (count <= 1 || opts.output === undefined) return;
+  if (opts.output === STDOUT) throw new UsageError(`-o - writes one image, but this run makes ${count}: use --out-dir or a name template`);
+  if (!/\{(stem|i|seed)\}/.test(opts.output)) {
+    throw new UsageError(`-o ${opts.output}: this run writes ${count} images; use --out-dir, or put {i} or {stem} in the name`);
+  }
+}
+
+/**
+ * Fail before any work when an output cannot be written: its folder is missing (created instead when `create`, for
+ * --out-dir), or it exists and --force is off.
+ */
+export function checkOutput(path: string, force: boolean, create = false): void {
   if (path === STDOUT) return;
   const dir = dirname(path);
+  if (create && !existsSync(dir)) {
+    try {
+      makeDirs(dir);
+    } catch (e) {
+      throw new InputError(`${path}: cannot create folder ${dir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+  }
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new InputError(`${path}: folder ${dir} does not exist`);
   if (existsSync(path)) {
     if (statSync(path).isDirectory()) throw new InputError(`${path}: is a directory`);
@@ -49,9 +99,33 @@ export function checkOutput(path: string, force: boolean): void {
   }
 }
 
+/** mkdir -p, one level at a time (Node's recursive mkdir spins forever under /proc). */
+function makeDirs(dir: string): void {
+  if (existsSync(dir)) return;
+  const parent = dirname(dir);
+  if (parent !== dir) makeDirs(parent);
+  mkdirSync(dir);
+}
+
+/** Temp files being written right now: removed by removePendingTemps when the process is stopped. */
+const pendingTemps = new Set<string>();
+
+/** Remove every temp file a write in progress has made (synchronously: it runs from a signal handler). */
+export function removePendingTemps(): void {
+  for (const tmp of pendingTemps) {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // already renamed or removed
+    }
+  }
+  pendingTemps.clear();
+}
+
 /** Write bytes to path atomically; without force, an existing file is never replaced (checked again at the end). */
 export async function writeAtomic(path: string, bytes: Uint8Array, force: boolean): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
+  pendingTemps.add(tmp);
   try {
     await writeFile(tmp, bytes, { flag: 'wx' });
     if (force) {
@@ -67,6 +141,8 @@ export async function writeAtomic(path: string, bytes: Uint8Array, force: boolea
     if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') throw new InputError(`${path}: cannot write (permission denied)`);
     if (code === 'ENOENT') throw new InputError(`${path}: folder ${dirname(path)} does not exist`);
     throw new InputError(`${path}: cannot write (${(e as Error).message})`);
+  } finally {
+    pendingTemps.delete(tmp);
   }
 }
 

@@ -3,7 +3,7 @@
  * differs in the operator (where sampling starts, and the projection onto the known data) and in the plan.
  * Pure: the network is behind the Denoiser interface, randomness behind a NoiseSource.
  */
-import { addScaled, clamp, Tensor } from '../tensor.js';
+import { addScaled, clamp, concatBatch, Tensor } from '../tensor.js';
 import type { Operator } from '../editing/operator.js';
 
 /** f(x, sigma): the consistency function of a model, sigma given per batch item. */
@@ -53,7 +53,22 @@ export async function sample(denoiser: Denoiser, options: SampleOptions): Promis
   return operator.projectInRange(x);
 }
 
+interface NormalSource {
+  normalTensor(n: number, c: number, h: number, w: number): Tensor;
+}
+
 /** Fresh standard normal noise for every step from one seeded stream. */
-export function gaussianNoise(rng: { normalTensor(n: number, c: number, h: number, w: number): Tensor }): NoiseSource {
+export function gaussianNoise(rng: NormalSource): NoiseSource {
   return (_step, like) => rng.normalTensor(like.n, like.c, like.h, like.w);
+}
+
+/**
+ * Noise for a batch whose image i draws from its own stream: an image gets the same noise whether it is sampled
+ * alone or with others, so --batch never changes a result.
+ */
+export function perImageNoise(rngs: readonly NormalSource[]): NoiseSource {
+  return (_step, like) => {
+    if (like.n !== rngs.length) throw new RangeError(`perImageNoise: a batch of ${like.n} for ${rngs.length} streams`);
+    return concatBatch(rngs.map((r) => r.normalTensor(1, like.c, like.h, like.w)));
+  };
 }
