@@ -1,0 +1,1 @@
+"""cmtrain: the Python side of `cm` (model, consistency training, ONNX export)."""

@@ -1,0 +1,38 @@
+"""The consistency function f(x, sigma) of ALGORITHMS.md section 2, scalings included.
+
+  f(x, sigma) = c_skip(sigma) x + c_out(sigma) F(c_in(sigma) x, c_noise(sigma))
+  c_skip  = sd^2 / ((sigma - eps)^2 + sd^2)
+  c_out   = (sigma - eps) sd / sqrt(sigma^2 + sd^2)
+  c_in    = 1 / sqrt(sigma^2 + sd^2)                 (sigma, not sigma - eps)
+  c_noise = 0.25 ln(sigma)
+
+At sigma = eps (float32 0.002), sigma - eps is exactly 0, so c_skip = 1 and c_out = 0
+exactly and f(x, eps) == x bit for bit (F is finite). No clamp here: the sampler clamps.
+"""
+import torch
+import torch.nn as nn
+
+from .unet import UNet, UNetConfig
+
+SIGMA_MIN = 0.002
+SIGMA_MAX = 80.0
+SIGMA_DATA = 0.5
+RHO = 7.0
+
+
+class ConsistencyModel(nn.Module):
+    def __init__(self, cfg: UNetConfig, sigma_min: float = SIGMA_MIN, sigma_data: float = SIGMA_DATA):
+        super().__init__()
+        self.net = UNet(cfg)
+        self.sigma_min = sigma_min
+        self.sigma_data = sigma_data
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        sd = self.sigma_data
+        s = sigma.reshape(-1, 1, 1, 1)
+        s_eps = s - self.sigma_min
+        c_skip = sd * sd / (s_eps * s_eps + sd * sd)
+        c_out = s_eps * sd / torch.sqrt(s * s + sd * sd)
+        c_in = 1.0 / torch.sqrt(s * s + sd * sd)
+        c_noise = 0.25 * torch.log(sigma)
+        return c_skip * x + c_out * self.net(c_in * x, c_noise).to(x.dtype)

@@ -1,0 +1,248 @@
+"""Easy Consistency Tuning (Geng et al. 2024) from scratch, resumable on CPU or CUDA.
+
+  python3 -m cmtrain.train --out runs/NAME --preset small --crop 32 --batch 32 --threads 1 --minutes 120
+  python3 -m cmtrain.train --out runs/NAME --resume --minutes 9       # same run, any machine
+
+Per step (TRAINING.md): ln t ~ N(P_mean, P_std^2); r = t (1 - q^-(stage+1) (1 + k sigmoid(-b t))),
+clamped at 0; x_t = x0 + t eps and x_r = x0 + r eps with the same eps;
+loss = w(t) (sqrt(||f(x_t, t) - sg f(x_r, r)||^2 + c^2) - c), w(t) = (t^2 + sd^2) / (t sd)^2.
+Where r is below sigma_min the target is x0 itself (plain denoising); the first --pretrain-iters
+steps use r = 0 everywhere (diffusion pretraining), then the stage grows every --stage-iters.
+The teacher f(x_r, r) is the same network under no_grad with the student's dropout mask.
+"""
+import argparse
+import contextlib
+import csv
+import json
+import math
+import os
+import signal
+import time
+
+import numpy as np
+import torch
+
+from .consistency import SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, ConsistencyModel
+from .data import PhotoCrops
+from .unet import PRESETS, UNetConfig, count_params
+
+
+# Defaults of the recipe flags (TRAINING.md); a resumed run keeps the values it was started with.
+RECIPE = dict(lr=1e-4, warmup=200, ema=0.999, p_mean=-1.1, p_std=2.0, q=4.0, k=8.0, b=1.0, huber_c=0.0,
+              pretrain_iters=2000, stage_iters=1000)
+DEFAULT_DATA = [os.path.join(os.path.dirname(__file__), *up, "shared", "data", "train") for up in (["..", "..", ".."],
+                                                                                                   ["..", ".."])]
+
+
+def stage_at(step: int, a) -> int:
+    """-1 during the denoising pretraining, then 0, 1, 2, ..."""
+    return -1 if step < a.pretrain_iters else (step - a.pretrain_iters) // a.stage_iters
+
+
+def t_to_r(t: torch.Tensor, stage: int, a) -> torch.Tensor:
+    if stage < 0:
+        return torch.zeros_like(t)
+    decay = a.q ** -(stage + 1)
+    return (t * (1 - decay * (1 + a.k * torch.sigmoid(-a.b * t)))).clamp(min=0)
+
+
+def ect_loss(model, x0: torch.Tensor, stage: int, a, autocast) -> torch.Tensor:
+    n, dev = x0.shape[0], x0.device
+    # t below sigma_min would sit outside f's domain; above sigma_max is never sampled from.
+    t = (torch.randn(n, device=dev) * a.p_std + a.p_mean).exp().clamp(SIGMA_MIN, SIGMA_MAX)
+    r = t_to_r(t, stage, a)
+    eps = torch.randn_like(x0)
+    x_t = x0 + t[:, None, None, None] * eps
+
+    rng = torch.cuda.get_rng_state(dev) if dev.type == "cuda" else torch.get_rng_state()
+    with autocast():
+        f_t = model(x_t, t)
+    target = x0
+    use = r >= SIGMA_MIN
+    if use.any():
+        # Same dropout mask as the student: replay the RNG from before the student's call.
+        torch.cuda.set_rng_state(rng, dev) if dev.type == "cuda" else torch.set_rng_state(rng)
+        r_eval = r.clamp(min=SIGMA_MIN)
+        with torch.no_grad(), autocast():
+            f_r = model(x0 + r_eval[:, None, None, None] * eps, r_eval)
+        target = torch.where(use[:, None, None, None], torch.nan_to_num(f_r.float()), x0)
+
+    d = ((f_t.float() - target) ** 2).flatten(1).sum(1)
+    loss = torch.sqrt(d + a.huber_c ** 2) - a.huber_c
+    w = (t ** 2 + SIGMA_DATA ** 2) / (t * SIGMA_DATA) ** 2
+    return (w * loss).mean()
+
+
+@torch.no_grad()
+def validate(model, val_x: torch.Tensor, seed: int = 1234) -> dict:
+    """One-step denoising PSNR (dB, images in [-1, 1]) on fixed validation crops at a few sigmas."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for s in (0.1, 0.5, 2.0, 10.0, 80.0):
+        z = torch.randn(val_x.shape, generator=g).to(val_x.device)
+        sigma = torch.full((val_x.shape[0],), s, device=val_x.device)
+        y = model(val_x + s * z, sigma).clamp(-1, 1)
+        mse = ((y - val_x) ** 2).mean().item()
+        out[f"psnr@{s:g}"] = 10 * math.log10(4.0 / max(mse, 1e-12))
+    return out
+
+
+def save(path: str, state: dict) -> None:
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)     # never leave a half-written checkpoint behind
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python3 -m cmtrain.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="run folder (checkpoints, logs)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--data", help="folder tree of training photos (default: ../shared/data/train beside the "
+                                  "repository, else shared/data/train inside it)")
+    p.add_argument("--preset", default="small", choices=sorted(PRESETS))
+    p.add_argument("--dropout", type=float, help="override the preset's dropout")
+    p.add_argument("--val-percent", type=float, default=2.0, help="share of photos held out (by name hash)")
+    p.add_argument("--crop", type=int, default=32)
+    p.add_argument("--val-crop", type=int, default=64, help="validation crop size (fixed per run)")
+    p.add_argument("--batch", type=int, default=32)
+    # Recipe flags: a resumed run keeps its own values unless a flag is given again (see RECIPE).
+    p.add_argument("--lr", type=float, help=f"Adam learning rate ({RECIPE['lr']})")
+    p.add_argument("--warmup", type=int, help=f"linear lr warm-up steps ({RECIPE['warmup']})")
+    p.add_argument("--ema", type=float, help=f"EMA decay of the exported weights ({RECIPE['ema']})")
+    p.add_argument("--p-mean", type=float, help=f"mean of ln t ({RECIPE['p_mean']})")
+    p.add_argument("--p-std", type=float, help=f"std of ln t ({RECIPE['p_std']})")
+    p.add_argument("--q", type=float, help=f"ECT q ({RECIPE['q']})")
+    p.add_argument("--k", type=float, help=f"ECT k ({RECIPE['k']})")
+    p.add_argument("--b", type=float, help=f"ECT b ({RECIPE['b']})")
+    p.add_argument("--huber-c", type=float, help=f"pseudo-Huber c, 0 = sqrt of the L2 distance ({RECIPE['huber_c']})")
+    p.add_argument("--pretrain-iters", type=int,
+                   help=f"steps of pure denoising (r = 0) first ({RECIPE['pretrain_iters']})")
+    p.add_argument("--stage-iters", type=int,
+                   help=f"steps per ECT stage after that ({RECIPE['stage_iters']}); the stage is step-derived")
+    p.add_argument("--minutes", type=float, default=60.0, help="wall-clock budget of this invocation")
+    p.add_argument("--max-steps", type=int, default=0, help="stop at this total step (0 = no limit)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=20)
+    p.add_argument("--ckpt-minutes", type=float, default=5.0)
+    a = p.parse_args(argv)
+
+    if a.data is None:
+        a.data = next((d for d in DEFAULT_DATA if os.path.isdir(d)), DEFAULT_DATA[0])
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    dev = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if a.device == "auto" else a.device))
+    os.makedirs(a.out, exist_ok=True)
+    ckpt_path = os.path.join(a.out, "last.pt")
+
+    ckpt = torch.load(ckpt_path, map_location=dev) if a.resume else None
+    for key, default in RECIPE.items():
+        if getattr(a, key) is None:
+            setattr(a, key, ckpt["args"][key] if ckpt else default)
+    if ckpt:
+        cfg = UNetConfig(**{**ckpt["config"], "mults": tuple(ckpt["config"]["mults"])})
+    else:
+        cfg = PRESETS[a.preset]
+        if a.dropout is not None:
+            cfg = UNetConfig(**{**cfg.to_json_dict(), "mults": cfg.mults, "dropout": a.dropout})
+        torch.manual_seed(a.seed)
+
+    model = ConsistencyModel(cfg).to(dev)
+    ema = ConsistencyModel(cfg).to(dev).eval().requires_grad_(False)
+    ema.load_state_dict(model.state_dict())
+    opt = torch.optim.Adam(model.parameters(), lr=a.lr)
+    data = PhotoCrops(a.data, a.crop, "train", seed=a.seed, val_percent=a.val_percent)
+    # Validation at the deployed resolution, whatever the training crop: fixed 64x64 crops of held-out photos.
+    val = PhotoCrops(a.data, a.val_crop, "val", seed=1, val_percent=a.val_percent)
+    val_x = torch.from_numpy(val.batch(32)).to(dev)
+    step, images, seconds_before = 0, 0, 0.0   # seconds_before: wall time of earlier invocations
+    if ckpt:
+        model.load_state_dict(ckpt["model"])
+        ema.load_state_dict(ckpt["ema"])
+        opt.load_state_dict(ckpt["opt"])
+        step, images, seconds_before = ckpt["step"], ckpt["images"], ckpt["seconds"]
+        data.rng.bit_generator.state = ckpt["data_rng"]
+        torch.set_rng_state(ckpt["torch_rng"].cpu())
+        if dev.type == "cuda" and ckpt.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu(), dev)
+
+    if dev.type == "cuda":
+        autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    else:
+        autocast = contextlib.nullcontext
+
+    def state():
+        return {"config": cfg.to_json_dict(), "args": vars(a), "step": step, "stage": stage_at(step, a),
+                "images": images, "seconds": seconds_before + time.time() - start,
+                "model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                "data_rng": data.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None}
+
+    stop = {"flag": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
+    log_path, val_path = os.path.join(a.out, "loss.csv"), os.path.join(a.out, "val.csv")
+    new_log = not os.path.exists(log_path)
+    log = open(log_path, "a", newline="")
+    logw = csv.writer(log)
+    if new_log:
+        logw.writerow(["step", "images", "seconds", "stage", "lr", "loss"])
+        with open(os.path.join(a.out, "config.json"), "w") as f:
+            json.dump({"config": cfg.to_json_dict(), "params": count_params(model), "args": vars(a)}, f, indent=1)
+    print(f"device {dev}, {count_params(model)} parameters, {len(data.images)} train / {len(val.images)} val photos, "
+          f"step {step}", flush=True)
+
+    def run_validation():
+        res = validate(ema, val_x)
+        new = not os.path.exists(val_path)
+        with open(val_path, "a", newline="") as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(["step", "images"] + list(res))
+            w.writerow([step, images] + [f"{v:.3f}" for v in res.values()])
+        print(f"val step {step}: " + " ".join(f"{k} {v:.2f}" for k, v in res.items()), flush=True)
+
+    start = time.time()
+    last_ckpt, acc, n_acc = start, 0.0, 0
+    model.train()
+    while not stop["flag"]:
+        if time.time() - start > a.minutes * 60 or (a.max_steps and step >= a.max_steps):
+            break
+        stage = stage_at(step, a)
+        lr = a.lr * min(1.0, (step + 1) / a.warmup)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x0 = torch.from_numpy(data.batch(a.batch)).to(dev, non_blocking=True)
+        loss = ect_loss(model, x0, stage, a, autocast)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        # EMA with a warm-up so that early averages are not dominated by the random init.
+        decay = min(a.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.lerp_(pm, 1 - decay)
+        step += 1
+        images += a.batch
+        acc, n_acc = acc + loss.item(), n_acc + 1
+        if step % a.log_every == 0:
+            secs = seconds_before + time.time() - start
+            logw.writerow([step, images, f"{secs:.1f}", stage, f"{lr:.3g}", f"{acc / n_acc:.5f}"])
+            log.flush()
+            acc, n_acc = 0.0, 0
+        if time.time() - last_ckpt > a.ckpt_minutes * 60:
+            save(ckpt_path, state())
+            run_validation()
+            last_ckpt = time.time()
+
+    save(ckpt_path, state())
+    run_validation()
+    log.close()
+    total = seconds_before + time.time() - start
+    print(f"stopped at step {step}, {images} images, {total / 60:.1f} min in total", flush=True)
+
+
+if __name__ == "__main__":
+    main()
