@@ -251,6 +251,32 @@ describe('failing well', () => {
   });
 });
 
+describe('class-conditional models', () => {
+  // class-toy.onnx returns class/10 everywhere, so the output's gray level shows which class reached the network.
+  const TOY = TINY_MODEL.replace('tiny-random.onnx', 'class-toy.onnx');
+
+  test('--class N is fed to the model as class_labels', async () => {
+    for (const [cls, grey] of [[3, 166], [7, 217]]) {
+      const r = cm(['generate', '-n', '2', '-o', `toy${cls}-{i}.png`, '--model', TOY, '--class', String(cls), '--device', 'cpu', '-q']);
+      expect(r.status).toBe(0);
+      const img = await rgb(at(`toy${cls}-1.png`));
+      expect([img.width, img.data[0], img.data[img.data.length - 1]]).toEqual([16, grey, grey]);
+    }
+  });
+
+  test('a missing or out-of-range --class is a usage error; unconditional models refuse one', () => {
+    expect(cm(['generate', '-o', 'c.png', '--model', TOY]).stderr).toMatch(/is class-conditional: pass --class N \(0 to 9\)/);
+    const out = cm(['generate', '-o', 'c.png', '--model', TOY, '--class', '10']);
+    expect([out.status, out.stderr]).toEqual([2, 'cm: Expected an integer between 0 and 9 for --class but received 10\n']);
+    expect(cm(['generate', '-o', 'c.png', '--model', TINY_MODEL, '--class', '1']).status).toBe(2);
+    expect(existsSync(at('c.png'))).toBe(false);
+  });
+
+  test('cm models info shows the class count', () => {
+    expect(cm(['models', 'info', TOY]).stdout.toString()).toMatch(/classes: +10/);
+  });
+});
+
 describe('models', () => {
   test('cm models lists the installed models with the default marked', () => {
     const r = cm(['models']);

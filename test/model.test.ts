@@ -38,6 +38,20 @@ describe('ONNX metadata', () => {
     expect(JSON.parse(props['cm.plans'])['2']).toEqual([0, 22, 39]);
   });
 
+  test('reads only the top-level field headers, never the weights', () => {
+    const bytes = readFileSync(TINY_MODEL);
+    let read = 0;
+    const props = readOnnxMetadata({
+      size: bytes.length,
+      read: (pos, len) => {
+        read += len;
+        return bytes.subarray(pos, pos + len);
+      },
+    });
+    expect(props).toEqual(readOnnxMetadata(bytes));
+    expect(read).toBeLessThan(bytes.length / 50);
+  });
+
   test('refuses bytes that are not an ONNX model', () => {
     expect(() => readOnnxMetadata(new TextEncoder().encode('hello, this is not a model'))).toThrow(OnnxParseError);
     expect(() => readOnnxMetadata(new Uint8Array([0x08, 0x07]))).toThrow(/no graph/);

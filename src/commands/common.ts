@@ -45,6 +45,7 @@ export interface CommonArgs {
   steps?: number;
   ts?: string;
   seed?: number;
+  class?: number;
   output?: string;
   outDir?: string;
   name?: string;
@@ -72,6 +73,7 @@ export function withCommonOptions<T>(y: Argv<T>, defaultSteps: number): Argv<T &
     .option('threads', { type: 'number', default: 0, describe: 'CPU threads for the model (0: onnxruntime default)' })
     .option('steps', { type: 'number', describe: `Network evaluations (default ${defaultSteps}; the model's plan for that count)` })
     .option('ts', { type: 'string', describe: 'Exact plan: grid indices, e.g. 0,22,39 (two evaluations)', requiresArg: true })
+    .option('class', { type: 'number', requiresArg: true, describe: 'Class index for class-conditional models (see: cm models info)' })
     .option('seed', { type: 'number', describe: 'Random seed (same seed, same device: identical output)' })
     .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No progress or warnings on stderr' })
     .option('json', { type: 'boolean', default: false, describe: 'One JSON record per output on stdout' })

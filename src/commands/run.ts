@@ -287,7 +287,7 @@ class Batch {
   }
 
   async startModel(file: ModelFile, args: CommonArgs): Promise<LoadedModel> {
-    const model = await loadModel(file, { device: args.device, threads: args.threads });
+    const model = await loadModel(file, { device: args.device, threads: args.threads, classLabel: args.class });
     this.device = model.device;
     if (args.device === 'auto') {
       this.reporter.info(`device ${model.device}${model.skipped.length ? ` (${model.skipped.join('; ')})` : ''}`);

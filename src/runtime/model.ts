@@ -2,12 +2,12 @@
  * Loading a `cm` model: read the file, check the contract, open an onnxruntime-node session on the chosen
  * execution provider, and expose it as a Denoiser. The only module that imports onnxruntime-node.
  */
-import { readFile } from 'node:fs/promises';
-import { ModelError } from '../errors.js';
+import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { ModelError, UsageError } from '../errors.js';
 import type { Denoiser } from '../sampler/sample.js';
 import { Tensor } from '../tensor.js';
 import { parseModelCard, type ModelCard } from './card.js';
-import { OnnxParseError, readOnnxMetadata } from './onnx-metadata.js';
+import { OnnxParseError, readOnnxMetadata, type ByteReader } from './onnx-metadata.js';
 
 export const DEVICES = ['auto', 'cpu', 'cuda', 'webgpu'] as const;
 export type DeviceChoice = (typeof DEVICES)[number];
@@ -17,6 +17,8 @@ export interface LoadOptions {
   device: DeviceChoice;
   /** Intra-op threads; 0 lets onnxruntime choose. */
   threads: number;
+  /** The class every image is generated in, for class-conditional models (checked against cm.num_classes). */
+  classLabel?: number;
 }
 
 export interface LoadedModel extends Denoiser {
@@ -28,33 +30,59 @@ export interface LoadedModel extends Denoiser {
   dispose(): Promise<void>;
 }
 
-/** A model file read and checked against the contract, before any session is started. */
+/** A model file checked against the contract, before any session is started. */
 export interface ModelFile {
   path: string;
-  bytes: Uint8Array;
   card: ModelCard;
 }
 
-/** Read and check a model file's metadata without starting a session. */
+/** A reader over a file that reads 64 KiB windows: metadata reading touches only the top-level field headers. */
+function fileReader(fd: number, size: number): ByteReader {
+  const window = Buffer.alloc(1 << 16);
+  let winStart = -1;
+  let winLen = 0;
+  return {
+    size,
+    read(pos, len) {
+      if (len > window.length) {
+        const big = Buffer.alloc(len);
+        readSync(fd, big, 0, len, pos);
+        return big;
+      }
+      if (pos < winStart || pos + len > winStart + winLen) {
+        winStart = pos;
+        winLen = readSync(fd, window, 0, window.length, pos);
+      }
+      return window.subarray(pos - winStart, pos - winStart + len);
+    },
+  };
+}
+
+/** Read and check a model file's metadata without starting a session (and without reading its weights). */
 export async function readModelFile(path: string): Promise<ModelFile> {
-  let bytes: Uint8Array;
+  let fd: number;
   try {
-    bytes = await readFile(path);
+    fd = openSync(path, 'r');
   } catch (e) {
     throw new ModelError(`${path}: ${fileProblem(e)}`);
   }
-  let props: Record<string, string>;
   try {
-    props = readOnnxMetadata(bytes);
+    const { size } = fstatSync(fd);
+    if (!statSync(path).isFile()) throw new ModelError(`${path}: is not a file`);
+    const props = readOnnxMetadata(fileReader(fd, size));
+    return { path, card: parseModelCard(props, path) };
   } catch (e) {
     if (e instanceof OnnxParseError) throw new ModelError(`${path}: not an ONNX model (${e.message})`);
-    throw e;
+    if (e instanceof ModelError) throw e;
+    throw new ModelError(`${path}: ${fileProblem(e)}`);
+  } finally {
+    closeSync(fd);
   }
-  return { path, bytes, card: parseModelCard(props, path) };
 }
 
 export async function loadModel(file: ModelFile, options: LoadOptions): Promise<LoadedModel> {
-  const { path, bytes, card } = file;
+  const { path, card } = file;
+  const classLabel = checkClass(card, options.classLabel, path);
   process.env.ORT_DISABLE_TELEMETRY ??= '1';
   const ort = await import('onnxruntime-node');
   // A provider that cannot load is reported by us, in one line; onnxruntime's own log would add a multi-line error.
@@ -65,7 +93,8 @@ export async function loadModel(file: ModelFile, options: LoadOptions): Promise<
   for (const device of candidates) {
     let session: import('onnxruntime-node').InferenceSession;
     try {
-      session = await ort.InferenceSession.create(bytes, {
+      // From the path, not bytes: onnxruntime then finds external weight files beside it (models over 2 GB).
+      session = await ort.InferenceSession.create(path, {
         executionProviders: [device],
         graphOptimizationLevel: 'all',
         intraOpNumThreads: options.threads,
@@ -81,9 +110,22 @@ export async function loadModel(file: ModelFile, options: LoadOptions): Promise<
       throw new ModelError(`${path}: cannot start the model on ${device}: ${reason}`);
     }
     checkSignature(session, card, path);
-    return makeModel(ort, session, path, card, device, skipped);
+    return makeModel(ort, session, path, card, device, skipped, classLabel);
   }
   throw new ModelError(`${path}: no execution provider could run the model`);
+}
+
+/** The class label to feed: required by class-conditional models, refused by the others. */
+function checkClass(card: ModelCard, label: number | undefined, path: string): number | undefined {
+  if (card.numClasses === 0) {
+    if (label !== undefined) throw new UsageError(`--class: ${path} is unconditional (it has no classes)`);
+    return undefined;
+  }
+  if (label === undefined) throw new UsageError(`${path} is class-conditional: pass --class N (0 to ${card.numClasses - 1})`);
+  if (!Number.isInteger(label) || label < 0 || label >= card.numClasses) {
+    throw new UsageError(`Expected an integer between 0 and ${card.numClasses - 1} for --class but received ${label}`);
+  }
+  return label;
 }
 
 function checkSignature(session: import('onnxruntime-node').InferenceSession, card: ModelCard, path: string): void {
@@ -105,6 +147,7 @@ function makeModel(
   card: ModelCard,
   device: Device,
   skipped: string[],
+  classLabel: number | undefined,
 ): LoadedModel {
   return {
     path,
@@ -114,15 +157,16 @@ function makeModel(
     async denoise(x: Tensor, sigma: Float32Array): Promise<Tensor> {
       if (sigma.length !== x.n) throw new RangeError(`denoise: ${sigma.length} noise levels for a batch of ${x.n}`);
       if (x.c !== card.channels) throw new RangeError(`denoise: ${x.c} channels for a ${card.channels}-channel model`);
-      if (card.numClasses > 0) {
-        throw new ModelError(`${path}: class-conditional models (${card.numClasses} classes) are not supported yet`);
+      const feeds: Record<string, import('onnxruntime-node').Tensor> = {
+        x: new ort.Tensor('float32', x.data, [x.n, x.c, x.h, x.w]),
+        sigma: new ort.Tensor('float32', sigma, [x.n]),
+      };
+      if (classLabel !== undefined) {
+        feeds.class_labels = new ort.Tensor('int64', new BigInt64Array(x.n).fill(BigInt(classLabel)), [x.n]);
       }
       let out;
       try {
-        const result = await session.run({
-          x: new ort.Tensor('float32', x.data, [x.n, x.c, x.h, x.w]),
-          sigma: new ort.Tensor('float32', sigma, [x.n]),
-        });
+        const result = await session.run(feeds);
         out = result.denoised;
       } catch (e) {
         throw new ModelError(`${path}: inference failed on ${device}: ${firstLine(e)}`);

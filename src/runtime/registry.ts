@@ -28,19 +28,16 @@ export function resolveModel(spec: string | undefined): string | undefined {
   return undefined;
 }
 
-/** Every installed model: name and path, shipped models first. */
+/** Every installed model (name and path): the shipped ones in models/, and the test model when it is the default. */
 export function installedModels(): { name: string; path: string }[] {
-  const seen = new Set<string>();
-  const out: { name: string; path: string }[] = [];
-  for (const dir of MODEL_DIRS) {
-    if (!existsSync(dir)) continue;
-    for (const f of readdirSync(dir).sort()) {
-      if (!f.endsWith('.onnx')) continue;
-      const name = basename(f, '.onnx');
-      if (seen.has(name)) continue;
-      seen.add(name);
-      out.push({ name, path: join(dir, f) });
-    }
-  }
+  const [shipped] = MODEL_DIRS;
+  const out = existsSync(shipped)
+    ? readdirSync(shipped)
+        .filter((f) => f.endsWith('.onnx'))
+        .sort()
+        .map((f) => ({ name: basename(f, '.onnx'), path: join(shipped, f) }))
+    : [];
+  const fallback = resolveModel(undefined);
+  if (fallback !== undefined && !out.some((m) => m.path === fallback)) out.push({ name: basename(fallback, '.onnx'), path: fallback });
   return out;
 }
