@@ -179,6 +179,29 @@ describe('folders, masks and names', () => {
   });
 });
 
+describe('orientation and metadata', () => {
+  test('EXIF orientation is applied; --keep-metadata keeps EXIF and the ICC profile, otherwise they are dropped', async () => {
+    const d = Buffer.alloc(64 * 32 * 3);
+    for (let i = 0; i < d.length; i++) d[i] = (i * 5) % 256;
+    await sharp(d, { raw: { width: 64, height: 32, channels: 3 } })
+      .withMetadata({ orientation: 6 })
+      .withIccProfile('p3')
+      .withExif({ IFD0: { Copyright: 'cm-test-copyright' } })
+      .jpeg()
+      .toFile(at('rotated.jpg'));
+    expect(cm(['colorize', 'rotated.jpg', '-o', 'kept.png', '--keep-metadata']).status).toBe(0);
+    expect(cm(['colorize', 'rotated.jpg', '-o', 'plain.png']).status).toBe(0);
+    const kept = await sharp(at('kept.png')).metadata();
+    const plain = await sharp(at('plain.png')).metadata();
+    expect([kept.width, kept.height, plain.width, plain.height]).toEqual([32, 64, 32, 64]);
+    expect(kept.orientation ?? 1).toBe(1);
+    expect(kept.exif?.toString('latin1')).toContain('cm-test-copyright');
+    expect(kept.icc?.length).toBeGreaterThan(0);
+    expect(plain.exif).toBeUndefined();
+    expect(plain.icc).toBeUndefined();
+  });
+});
+
 describe('batching and progress', () => {
   test('--batch 3 gives the same bytes as one image at a time', () => {
     const inputs = ['batch/img00.png', 'batch/img01.png', 'batch/img02.png', 'batch/img04.png'];

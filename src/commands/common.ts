@@ -18,6 +18,7 @@ export interface InputArgs {
   inputs: string[];
   recursive: boolean;
   maxPixels?: number;
+  keepMetadata: boolean;
 }
 
 /** The input images of the image commands: files, folders, or - for stdin. */
@@ -35,7 +36,8 @@ export function withInputs<T>(y: Argv<T>): Argv<T & InputArgs> {
       type: 'number',
       describe: 'Refuse images with more pixels than this (default: sharp\'s limit, 268402689)',
       requiresArg: true,
-    }) as never;
+    })
+    .option('keep-metadata', { type: 'boolean', default: false, describe: 'Copy EXIF, ICC profile and XMP from each input to its output' }) as never;
 }
 
 export interface CommonArgs {

@@ -133,7 +133,7 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
           job.started = performance.now();
           try {
             checkOutput(job.output, args.force, args.outDir !== undefined);
-            const picture = await readPicture(job.item.path, { maxPixels: args.maxPixels });
+            const picture = await readPicture(job.item.path, { maxPixels: args.maxPixels, keepSource: args.keepMetadata });
             const edit = await task.prepare({ picture, item: job.item }, args, file, reporter);
             group.push({ job, picture, edit });
           } catch (e) {
@@ -152,7 +152,8 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
         for (let i = 0; i < group.length; i++) {
           const { job, edit } = group[i];
           try {
-            await writeOutput(job.output, await encodePicture(results[i], 0, format, edit.alpha), args.force);
+            const bytes = await encodePicture(results[i], 0, format, { alpha: edit.alpha, metadataFrom: group[i].picture.source });
+            await writeOutput(job.output, bytes, args.force);
             batch.ok(job.record, job.started);
           } catch (e) {
             batch.fail(job.record, e);

@@ -20,11 +20,15 @@ export interface Picture {
   alpha?: Uint8Array;
   width: number;
   height: number;
+  /** The file's bytes, kept when its metadata (EXIF, ICC, XMP) is to be copied to the output. */
+  source?: Buffer;
 }
 
 export interface DecodeOptions {
   /** sharp's limitInputPixels: larger images are refused before decoding. */
   maxPixels?: number;
+  /** Keep the file's bytes on the Picture, for --keep-metadata. */
+  keepSource?: boolean;
 }
 
 /** Read a file (or stdin for "-") into memory, with one-line errors naming it. */
@@ -83,7 +87,7 @@ export async function decodePicture(label: string, bytes: Buffer, options: Decod
     }
     if (alpha) alpha[p] = data[p * channels + channels - 1];
   }
-  return { label, rgb, alpha, width, height };
+  return { label, rgb, alpha, width, height, source: options.keepSource ? bytes : undefined };
 }
 
 export async function readPicture(spec: string, options: DecodeOptions = {}): Promise<Picture> {
@@ -128,10 +132,24 @@ function interleave(t: Tensor, i: number, alpha?: Uint8Array): { data: Buffer; c
   return { data, channels };
 }
 
+export interface EncodeOptions {
+  alpha?: Uint8Array;
+  /** An encoded image whose metadata (EXIF, ICC profile, XMP, IPTC) the output keeps (--keep-metadata). */
+  metadataFrom?: Buffer;
+}
+
 /** Encode image i of a batch (RGB in [-1, 1], optional alpha) as PNG, JPEG or WebP. */
-export async function encodePicture(t: Tensor, i: number, format: ImageFormat, alpha?: Uint8Array): Promise<Buffer> {
-  const { data, channels } = interleave(t, i, alpha);
-  const img = sharp(data, { raw: { width: t.w, height: t.h, channels } });
+export async function encodePicture(t: Tensor, i: number, format: ImageFormat, options: EncodeOptions = {}): Promise<Buffer> {
+  const { data, channels } = interleave(t, i, options.alpha);
+  const raw = { width: t.w, height: t.h, channels };
+  // Metadata travels only within one sharp pipeline: start from the original (oriented as decoded, resized to the
+  // output size) and replace every pixel with ours.
+  const img = options.metadataFrom
+    ? sharp(options.metadataFrom, { autoOrient: true, limitInputPixels: false })
+        .resize(t.w, t.h, { fit: 'fill' })
+        .composite([{ input: data, raw, blend: 'source' }])
+        .keepMetadata()
+    : sharp(data, { raw });
   switch (format) {
     case 'png':
       return img.png().toBuffer();
