@@ -30,10 +30,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-SIGMA_MIN = 0.002
-SIGMA_MAX = 80.0
-SIGMA_DATA = 0.5
-RHO = 7.0
+from .consistency import RHO, SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, scalings  # noqa: F401 (re-exported for convert.py)
 
 
 @dataclass(frozen=True)
@@ -271,12 +268,7 @@ class ADMConsistency(nn.Module):
         self.sigma_data = sigma_data
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, class_labels: Optional[torch.Tensor] = None):
-        sd = self.sigma_data
-        s = sigma.reshape(-1, 1, 1, 1)
-        s_eps = s - self.sigma_min
-        c_skip = sd * sd / (s_eps * s_eps + sd * sd)
-        c_out = s_eps * sd / torch.sqrt(s * s + sd * sd)
-        c_in = 1.0 / torch.sqrt(s * s + sd * sd)
+        c_skip, c_out, c_in = scalings(sigma, self.sigma_min, self.sigma_data)
         c_noise = 1000.0 * 0.25 * torch.log(sigma + 1e-44)
         return c_skip * x + c_out * self.net(c_in * x, c_noise, class_labels).to(x.dtype)
 

@@ -20,6 +20,17 @@ SIGMA_DATA = 0.5
 RHO = 7.0
 
 
+def scalings(sigma: torch.Tensor, sigma_min: float, sigma_data: float):
+    """c_skip, c_out, c_in for a batch of noise levels [N], shaped [N,1,1,1] to scale images."""
+    sd = sigma_data
+    s = sigma.reshape(-1, 1, 1, 1)
+    s_eps = s - sigma_min
+    c_skip = sd * sd / (s_eps * s_eps + sd * sd)
+    c_out = s_eps * sd / torch.sqrt(s * s + sd * sd)
+    c_in = 1.0 / torch.sqrt(s * s + sd * sd)
+    return c_skip, c_out, c_in
+
+
 class ConsistencyModel(nn.Module):
     def __init__(self, cfg: UNetConfig, sigma_min: float = SIGMA_MIN, sigma_data: float = SIGMA_DATA):
         super().__init__()
@@ -28,11 +39,6 @@ class ConsistencyModel(nn.Module):
         self.sigma_data = sigma_data
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        sd = self.sigma_data
-        s = sigma.reshape(-1, 1, 1, 1)
-        s_eps = s - self.sigma_min
-        c_skip = sd * sd / (s_eps * s_eps + sd * sd)
-        c_out = s_eps * sd / torch.sqrt(s * s + sd * sd)
-        c_in = 1.0 / torch.sqrt(s * s + sd * sd)
+        c_skip, c_out, c_in = scalings(sigma, self.sigma_min, self.sigma_data)
         c_noise = 0.25 * torch.log(sigma)
         return c_skip * x + c_out * self.net(c_in * x, c_noise).to(x.dtype)
