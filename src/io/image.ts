@@ -3,11 +3,20 @@
  * applied, alpha split off); tensors become PNG/JPEG/WebP bytes.
  */
 import { readFile, stat } from 'node:fs/promises';
-import sharp from 'sharp';
+import type sharpType from 'sharp';
 import { InputError } from '../errors.js';
 import { Tensor } from '../tensor.js';
 
-sharp.cache(false);
+let sharpModule: typeof sharpType | undefined;
+
+/** sharp, loaded on first use: commands that touch no pixels (--help, --version, models) start faster. */
+async function sharpLib(): Promise<typeof sharpType> {
+  if (!sharpModule) {
+    sharpModule = (await import('sharp')).default;
+    sharpModule.cache(false);
+  }
+  return sharpModule;
+}
 
 export const FORMATS = ['png', 'jpg', 'webp'] as const;
 export type ImageFormat = (typeof FORMATS)[number];
@@ -59,6 +68,7 @@ async function decodeRaw(
   options: DecodeOptions,
 ): Promise<{ data: Buffer; width: number; height: number; channels: number }> {
   try {
+    const sharp = await sharpLib();
     const { data, info } = await sharp(bytes, {
       failOn: 'warning',
       limitInputPixels: options.maxPixels ?? true,
@@ -142,6 +152,7 @@ export interface EncodeOptions {
 export async function encodePicture(t: Tensor, i: number, format: ImageFormat, options: EncodeOptions = {}): Promise<Buffer> {
   const { data, channels } = interleave(t, i, options.alpha);
   const raw = { width: t.w, height: t.h, channels };
+  const sharp = await sharpLib();
   // Metadata travels only within one sharp pipeline: start from the original (oriented as decoded, resized to the
   // output size) and replace every pixel with ours.
   const img = options.metadataFrom
@@ -166,6 +177,7 @@ export type ResizeKernel = 'nearest' | 'cubic' | 'lanczos3';
 export async function resizeTensor(t: Tensor, width: number, height: number, kernel: ResizeKernel): Promise<Tensor> {
   const out = new Tensor(t.n, t.c, height, width);
   const plane = width * height;
+  const sharp = await sharpLib();
   for (let i = 0; i < t.n; i++) {
     const { data, channels } = interleave(t, i);
     const resized = await sharp(data, { raw: { width: t.w, height: t.h, channels } })
@@ -181,6 +193,7 @@ export async function resizeTensor(t: Tensor, width: number, height: number, ker
 
 /** Resize an alpha plane (bytes) with sharp. */
 export async function resizeAlpha(alpha: Uint8Array, w: number, h: number, width: number, height: number): Promise<Uint8Array> {
+  const sharp = await sharpLib();
   const resized = await sharp(Buffer.from(alpha), { raw: { width: w, height: h, channels: 1 } })
     .resize(width, height, { kernel: 'cubic', fit: 'fill' })
     .raw()
