@@ -78,7 +78,7 @@ export function withCommonOptions<T>(y: Argv<T>, defaultSteps: number): Argv<T &
     .option('class', { type: 'number', requiresArg: true, describe: 'Class index for class-conditional models (see: cm models info)' })
     .option('seed', { type: 'number', describe: 'Random seed (same seed, same device: identical output)' })
     .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No progress or warnings on stderr' })
-    .option('json', { type: 'boolean', default: false, describe: 'One JSON record per output on stdout' })
+    .option('json', { type: 'boolean', default: false, describe: 'One JSON record per input (or output) on stdout' })
     .option('progress', { choices: ['json'] as const, describe: 'json: one JSON line per step and per file on stderr' })
     .conflicts('steps', 'ts')
     .conflicts('output', 'out-dir')

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { stackOperators, unconstrained, type Operator } from '../editing/operator.js';
-import { CmError, EXIT_UNEXPECTED, InputError, ModelError } from '../errors.js';
+import { CmError, EXIT_UNEXPECTED, InputError, ModelError, UsageError } from '../errors.js';
 import { encodePicture, readPicture, resizeTensor, type Picture } from '../io/image.js';
 import { expandInputs, type InputItem } from '../io/inputs.js';
 import { checkOutput, checkOutputCount, DEFAULT_NAME, outputFormat, outputPath, STDOUT, writeOutput } from '../io/output.js';
@@ -83,6 +83,9 @@ interface Prepared {
 /** Run an image task over every input: one model session, --batch images per model call, bad files skipped. */
 export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask<A>): Promise<void> {
   checkCommon(args);
+  if (args.maxPixels !== undefined && !(Number.isInteger(args.maxPixels) && args.maxPixels > 0)) {
+    throw new UsageError(`Expected a positive integer for --max-pixels but received ${args.maxPixels}`);
+  }
   const reporter = new Reporter(args.quiet, args.json, args.progress === 'json');
   const items = expandInputs(args.inputs, args.recursive);
   if (items.length === 0) throw new InputError(`${args.inputs.join(' ')}: no images found`);
