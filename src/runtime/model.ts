@@ -183,9 +183,11 @@ function makeModel(
   };
 }
 
+/** The first line of an error, without onnxruntime's source locations and assertion text. */
 function firstLine(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
-  return msg.split('\n').find((l) => l.trim() !== '')?.trim() ?? 'unknown error';
+  const line = msg.split('\n').find((l) => l.trim() !== '')?.trim() ?? 'unknown error';
+  return line.replace(/^\/onnxruntime_src\/\S+ .*? was false\. /, '').replace(/^\/onnxruntime_src\/\S+ /, '');
 }
 
 function fileProblem(e: unknown): string {
