@@ -224,6 +224,22 @@ describe('batching and progress', () => {
   });
 });
 
+const hasScript = spawnSync('script', ['--version']).status === 0;
+
+describe.runIf(hasScript)('on a terminal (under script(1))', () => {
+  test.each([
+    ['80 columns', 'stty cols 80; '],
+    ['a terminal that reports 0 columns', ''],
+  ])('the spinner runs on %s and the batch completes', (_what, stty) => {
+    const out = `tty-${stty ? 'wide' : 'zero'}`;
+    const cmd = `${stty}${JSON.stringify(process.execPath)} ${JSON.stringify(CM_BIN)} colorize ok.png batch/img01.png --out-dir ${out} --model ${JSON.stringify(TINY_MODEL)} --device cpu`;
+    const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { cwd: dir, timeout: 30_000 });
+    expect(r.status).toBe(0);
+    expect(tree(at(out))).toEqual(['img01.colorize.png', 'ok.colorize.png']);
+    if (stty) expect(r.stdout.toString()).toContain('[1/2] ok.png: step');
+  });
+});
+
 describe('Ctrl-C', () => {
   test('SIGINT during a batch stops after the current step, exits 130 and leaves no temp files', async () => {
     const child = spawn(process.execPath, [CM_BIN, 'colorize', 'batch', '--out-dir', 'interrupted', '--progress', 'json', '--steps', '4', '--model', TINY_MODEL, '--device', 'cpu'], { cwd: dir });

@@ -18,6 +18,15 @@ export interface OutputRecord {
   error?: string;
 }
 
+/**
+ * A spinner only on a real terminal: stderr a TTY of known width (ora loops forever clearing lines on a terminal
+ * that reports 0 columns, as `script` gives) and not TERM=dumb.
+ */
+function spinnerWanted(): boolean {
+  const err = process.stderr;
+  return err.isTTY === true && (err.columns ?? 0) > 0 && process.env.TERM !== 'dumb';
+}
+
 export class Reporter {
   private spinner: Ora | undefined;
 
@@ -48,7 +57,7 @@ export class Reporter {
   }
 
   progress(text: string): void {
-    if (this.quiet || !process.stderr.isTTY) return;
+    if (this.quiet || !spinnerWanted()) return;
     if (this.spinner) this.spinner.text = text;
     else this.spinner = ora({ text, stream: process.stderr, discardStdin: false }).start();
   }
