@@ -1,0 +1,288 @@
+#!/usr/bin/env node
+// Speed benchmark of the default model and the CLI. Not part of CI.
+//
+//   node bench/speed.mjs [--model PATH] [--out DIR] [--repeats N] [--python /usr/bin/python3] [--no-torch] [--smoke]
+//
+// 1. onnxruntime-node directly (the CLI's session options): median ms per call at batch 1, 4, 16 with 1 and 2 threads.
+// 2. The same network in PyTorch eager (bench/speed_torch.py, same run): ms per call, ratio to onnxruntime; FLOPs per
+//    evaluation and the CPU's float32 matmul peak, hence the efficiency.
+// 3. The CLI end to end: images per second for 64x64 edits, start-up (cm --version, a one-step edit).
+// 4. A 4x super-resolution of a 512x512 photo (128x128 -> 512x512) through the CLI: evaluations and wall time.
+// Writes speed.json, speed.md and RESULTS.md into --out (default bench/results; with --smoke a temporary folder).
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { assembleResults, chooseModel, codeVersion, machine, modelCard, parseFlags, records, RESULTS, ROOT, round, runCli } from './lib/common.mjs';
+import { cropsOf, loadPhoto, makeMask, maskPlane, photoPaths } from './lib/data.mjs';
+import { boxDown, saveGrayPng, savePng } from './lib/images.mjs';
+import { median } from './lib/metrics.mjs';
+
+const flags = parseFlags(process.argv.slice(2));
+const smoke = flags.smoke === true;
+const outDir = typeof flags.out === 'string' ? flags.out : smoke ? join(tmpdir(), 'cm-bench-smoke') : RESULTS;
+const repeats = Number(flags.repeats ?? (smoke ? 3 : 15));
+const cliRuns = smoke ? 1 : 5;
+const batches = smoke ? [1, 4] : [1, 4, 16];
+const threadCounts = smoke ? [1] : [1, 2];
+const python = typeof flags.python === 'string' ? flags.python : '/usr/bin/python3';
+const model = await chooseModel(flags.model);
+const card = await modelCard(model);
+const RES = card.resolution;
+mkdirSync(outDir, { recursive: true });
+const work = mkdtempSync(join(tmpdir(), 'cm-bench-speed-'));
+const started = performance.now();
+const startedAt = new Date().toISOString();
+const loadStart = machine().loadavg;
+const loadSamples = [];
+const log = (msg) => {
+  loadSamples.push(machine().loadavg[0]);
+  process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(0)}s] ${msg}\n`);
+};
+process.env.ORT_DISABLE_TELEMETRY = '1';
+
+// ---- 1. PyTorch eager, FLOPs, matmul throughput (first: it also writes the MatMul graph) -------------------------------------------------------------------------
+
+let torch = null;
+if (flags['no-torch'] !== true) {
+  const args = [join(ROOT, 'bench', 'speed_torch.py'), '--batches', batches.join(','), '--threads', threadCounts.join(','), '--repeats', String(Math.min(repeats, 9))];
+  if (smoke) args.push('--smoke');
+  args.push('--matmul-onnx', join(work, 'matmul.onnx'));
+  // Build the ONNX model's own architecture in PyTorch (its metadata names it).
+  const { readOnnxMetadata } = await import(join(ROOT, 'dist', 'runtime', 'onnx-metadata.js'));
+  const arch = readOnnxMetadata(readFileSync(model))['cm.architecture'];
+  if (arch) args.push('--arch', arch);
+  const r = await spawnText(python, args, { PYTHONDONTWRITEBYTECODE: '1' });
+  if (r.code === 0) torch = JSON.parse(r.stdout.trim().split('\n').pop());
+  else torch = { error: r.stderr.trim().split('\n').pop() };
+  log(`pytorch: ${torch.error ?? JSON.stringify(torch.eager_ms)}`);
+}
+
+// ---- 2. onnxruntime-node ------------------------------------------------------------------------------------------
+
+const ort = await import('onnxruntime-node');
+ort.env.logLevel = 'fatal';
+const modelBytes = readFileSync(model);
+const ortMs = {};
+for (const threads of threadCounts) {
+  const session = await ort.InferenceSession.create(modelBytes, {
+    executionProviders: ['cpu'],
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    logSeverityLevel: 3,
+  });
+  ortMs[threads] = {};
+  for (const b of batches) {
+    const x = new Float32Array(b * 3 * RES * RES);
+    let s = 12345;
+    for (let i = 0; i < x.length; i++) {
+      s = (s * 1103515245 + 12345) >>> 0;
+      x[i] = (s / 2 ** 32) * 2 - 1;
+    }
+    const feeds = { x: new ort.Tensor('float32', x, [b, 3, RES, RES]), sigma: new ort.Tensor('float32', new Float32Array(b).fill(1), [b]) };
+    for (let i = 0; i < 3; i++) await session.run(feeds); // warm-up, excluded
+    const times = [];
+    const reps = b >= 16 ? Math.max(3, Math.ceil(repeats / 2)) : repeats;
+    for (let i = 0; i < reps; i++) {
+      const t0 = performance.now();
+      await session.run(feeds);
+      times.push(performance.now() - t0);
+    }
+    ortMs[threads][b] = round(median(times), 2);
+  }
+  await session.release();
+  log(`onnxruntime ${threads} thread(s): ${JSON.stringify(ortMs[threads])} ms per call`);
+}
+
+// onnxruntime's own float32 matrix product (MLAS), from the MatMul graph speed_torch.py wrote: the peak we compare with.
+const ortMatmulGflops = {};
+const ortMatmulBySize = {};
+if (torch?.matmul_onnx) {
+  for (const threads of threadCounts) {
+    const session = await ort.InferenceSession.create(torch.matmul_onnx, { executionProviders: ['cpu'], intraOpNumThreads: threads, interOpNumThreads: 1 });
+    ortMatmulBySize[threads] = {};
+    for (const n of smoke ? [256] : [512, 1024, 2048]) {
+      const a = new ort.Tensor('float32', Float32Array.from({ length: n * n }, (_, i) => ((i * 7919) % 1000) / 1000 - 0.5), [n, n]);
+      await session.run({ A: a, B: a });
+      const times = [];
+      for (let i = 0; i < (smoke ? 2 : 7); i++) {
+        const t0 = performance.now();
+        await session.run({ A: a, B: a });
+        times.push(performance.now() - t0);
+      }
+      ortMatmulBySize[threads][n] = round((2 * n ** 3) / (median(times) / 1000) / 1e9, 2);
+    }
+    ortMatmulGflops[threads] = Math.max(...Object.values(ortMatmulBySize[threads]));
+    await session.release();
+  }
+  log(`onnxruntime matmul: ${JSON.stringify(ortMatmulBySize)} GFLOP/s`);
+}
+
+// ---- 3. CLI end to end --------------------------------------------------------------------------------------------
+
+const kodak = photoPaths('kodak24');
+const photo = await loadPhoto(kodak[0]);
+const n = smoke ? 4 : 16;
+const inDir = join(work, 'in');
+const maskDir = join(work, 'mask');
+mkdirSync(inDir);
+mkdirSync(maskDir);
+for (const [k, c] of cropsOf(photo, n, RES, 31).entries()) {
+  await savePng(c.img, join(inDir, `c${k}.png`));
+  await saveGrayPng(maskPlane(makeMask('box', RES, RES, k)), RES, RES, join(maskDir, `c${k}.png`));
+}
+const common = ['--model', model, '--device', 'cpu', '--seed', '0', '-q', '--json', '--force'];
+const e2e = {};
+for (const batch of smoke ? [n] : [1, n]) {
+  const walls = [];
+  let evals = null;
+  for (let r = 0; r < cliRuns; r++) {
+    const run = await runCli(['inpaint', inDir, '--mask', maskDir, '--out-dir', join(work, 'out-e2e'), '--batch', String(batch), ...common]);
+    evals = records(run, 'inpaint e2e')[0].evaluations;
+    walls.push(run.seconds);
+  }
+  const wall = median(walls);
+  e2e[batch] = { images: n, evaluations: evals, wallSeconds: round(wall, 3), imagesPerSecond: round(n / wall, 2) };
+}
+log(`end to end: ${JSON.stringify(e2e)}`);
+
+const startup = { version: [], oneStep: [] };
+const one = join(work, 'one');
+mkdirSync(one);
+await savePng(boxDown(cropsOf(photo, 1, RES, 5)[0].img, 4), join(one, 'low.png'));
+for (let r = 0; r < (smoke ? 1 : 7); r++) {
+  const v = await runCli(['--version']);
+  if (v.code !== 0) throw new Error(`cm --version exited ${v.code}`);
+  startup.version.push(v.seconds);
+  const e = await runCli(['superres', join(one, 'low.png'), '-x', '4', '-o', join(work, 'one-out.png'), '--steps', '1', ...common]);
+  records(e, 'one-step edit');
+  startup.oneStep.push(e.seconds);
+}
+const startupMedian = { versionSeconds: round(median(startup.version), 3), oneStepEditSeconds: round(median(startup.oneStep), 3), runs: startup.version.length };
+log(`start-up: ${JSON.stringify(startupMedian)}`);
+
+// ---- 4. 4x super-resolution of a 512x512 photo --------------------------------------------------------------------
+
+const set5 = photoPaths('set5');
+const big = await loadPhoto(set5[0]); // 512x512
+const low = boxDown(big, 4);
+await savePng(low, join(work, 'low128.png'));
+const sr512 = {};
+for (const k of smoke ? [1] : [1, 2, 4]) {
+  const walls = [];
+  let rec = null;
+  for (let r = 0; r < (smoke ? 1 : 3); r++) {
+    const run = await runCli(['superres', join(work, 'low128.png'), '-x', '4', '-o', join(work, 'sr512.png'), '--steps', String(k), ...common]);
+    rec = records(run, 'superres 512')[0];
+    walls.push(run.seconds);
+  }
+  sr512[k] = { evaluations: rec.evaluations, ts: rec.ts, wallSeconds: round(median(walls), 3), cliSeconds: rec.seconds };
+}
+log(`superres 128 -> 512: ${JSON.stringify(sr512)}`);
+
+// ---- report -------------------------------------------------------------------------------------------------------
+
+const flops = torch?.flops_per_eval_64 ?? null;
+const derived = {};
+for (const t of threadCounts) {
+  derived[t] = {};
+  for (const b of batches) {
+    const ms = ortMs[t][b];
+    const tms = torch?.eager_ms?.[t]?.[b];
+    const gflops = flops ? (flops * b) / (ms / 1000) / 1e9 : null;
+    const peak = Math.max(ortMatmulGflops[t] ?? 0, torch?.matmul_gflops?.[t] ?? 0, torch?.conv1x1_gflops?.[t] ?? 0) || null;
+    derived[t][b] = {
+      ortMsPerImage: round(ms / b, 2),
+      torchOverOrt: tms ? round(tms / ms, 2) : null,
+      ortGflops: round(gflops, 2),
+      peakGflops: peak,
+      efficiency: peak && gflops ? round(gflops / peak, 3) : null,
+    };
+  }
+}
+const meta = {
+  startedAt,
+  seconds: round((performance.now() - started) / 1000, 1),
+  model,
+  modelName: card.name,
+  resolution: RES,
+  smoke,
+  repeats,
+  code: codeVersion(),
+  machine: { ...machine(), loadavgAtStart: loadStart, load1DuringRun: loadSamples },
+  onnxruntime: ort.env.versions?.common ?? 'unknown',
+};
+const result = { meta, ortMs, ortMatmulGflops, ortMatmulBySize, torch, derived, e2e, startup: { ...startupMedian, samples: startup }, sr512, diffusion: DIFFUSION() };
+writeFileSync(join(outDir, 'speed.json'), JSON.stringify(result, null, 1) + '\n');
+writeFileSync(join(outDir, 'speed.md'), markdown(result));
+assembleResults(outDir);
+rmSync(work, { recursive: true, force: true });
+log(`wrote ${join(outDir, 'speed.json')}, speed.md, RESULTS.md`);
+
+function DIFFUSION() {
+  return [
+    { method: 'DDRM', evaluations: '20', source: 'Kawar, Elad, Ermon, Song: Denoising Diffusion Restoration Models, NeurIPS 2022 (20 NFEs in their experiments)' },
+    { method: 'DDNM', evaluations: '100', source: 'Wang, Yu, Zhang: Zero-Shot Image Restoration Using Denoising Diffusion Null-Space Model, ICLR 2023 (100 DDIM steps; DDNM+ time travel adds more)' },
+    {
+      method: 'RePaint (inpainting)',
+      evaluations: '~2,400 (T = 250, r = 10, j = 10)',
+      source: 'Lugmayr et al.: RePaint: Inpainting using Denoising Diffusion Probabilistic Models, CVPR 2022; the evaluation count is ours, from its published jump schedule (4,571 transitions, 2,411 of them denoising steps)',
+    },
+  ];
+}
+
+function markdown(r) {
+  const m = r.meta;
+  const l = m.machine;
+  const t = r.torch;
+  let s = `## Speed\n\nMeasured ${m.startedAt} in ${m.seconds} s${m.smoke ? ' (**smoke run**: tiny subset, not a result)' : ''}. Model \`${m.model}\` ` +
+    `(${m.modelName}${t?.params ? `, ${t.params} parameters` : ''}), ${m.resolution}x${m.resolution}. Code: commit ${m.code.commit}${m.code.srcChanged.length ? ` with uncommitted changes in ${m.code.srcChanged.join(', ')}` : ''}. Machine: ${l.cores} x ${l.cpu}, Node ${l.node}, ` +
+    `onnxruntime-node ${m.onnxruntime}${t?.torch ? `, PyTorch ${t.torch}` : ''}. Load average at the start ${l.loadavgAtStart.join(' / ')} (1/5/15 min); ` +
+    `1-minute load during the run: ${l.load1DuringRun.map((v) => v.toFixed(2)).join(', ')}. ` +
+    `The machine has ${l.cores} cores: a load above 1 means another process shared them, so 2-thread figures are the most affected.\n\n`;
+  s += `### Per network evaluation (${m.resolution}x${m.resolution}, median of ${m.repeats} calls after 3 warm-up calls; batch 16: about half as many)\n\n`;
+  s += `| threads | batch | onnxruntime ms/call | ms/image | PyTorch eager ms/call | PyTorch / onnxruntime | onnxruntime GFLOP/s | matmul peak GFLOP/s | efficiency |\n|---|---|---|---|---|---|---|---|---|\n`;
+  for (const th of Object.keys(r.ortMs)) {
+    for (const b of Object.keys(r.ortMs[th])) {
+      const d = r.derived[th][b];
+      s += `| ${th} | ${b} | ${r.ortMs[th][b]} | ${d.ortMsPerImage} | ${t?.eager_ms?.[th]?.[b] ?? '-'} | ${d.torchOverOrt ?? '-'} | ${d.ortGflops ?? '-'} | ${d.peakGflops ?? '-'} | ${d.efficiency !== null ? `${(d.efficiency * 100).toFixed(1)}%` : '-'} |\n`;
+    }
+  }
+  if (t && !t.error) {
+    s += `\nFLOPs per ${m.resolution}x${m.resolution} evaluation: **${(t.flops_per_eval_64 / 1e9).toFixed(3)} GFLOP** (2 x the multiply-accumulates of ` +
+      `every convolution, linear layer and attention product, counted with PyTorch forward hooks on the training code's model). ` +
+      `Peak: the fastest float32 matrix product measured in this run with the same thread count (median of 7 calls; ` +
+      `onnxruntime MatMul, GFLOP/s by threads and size: ${JSON.stringify(r.ortMatmulBySize)}; PyTorch ${t.matmul_size}x${t.matmul_size} \`torch.mm\`: ` +
+      `${JSON.stringify(t.matmul_gflops)}; the same as a PyTorch 1x1 convolution: ${JSON.stringify(t.conv1x1_gflops)}; this Debian PyTorch build ` +
+      `uses a generic BLAS); efficiency = achieved / peak. ` +
+      `PyTorch weights: ${t.weights} (weights do not change the speed).\n`;
+  } else if (t?.error) {
+    s += `\nPyTorch could not run: ${t.error}\n`;
+  }
+  s += `\n### The CLI end to end (${m.resolution}x${m.resolution} inpainting, centred box, default plan; onnxruntime's default threads; median of ${cliRuns} runs)\n\n`;
+  s += `| --batch | images | evaluations each | wall s (one process, model load included) | images/s |\n|---|---|---|---|---|\n`;
+  for (const [b, e] of Object.entries(r.e2e)) s += `| ${b} | ${e.images} | ${e.evaluations} | ${e.wallSeconds} | ${e.imagesPerSecond} |\n`;
+  s += `\nStart-up (median of ${r.startup.runs}): \`cm --version\` ${r.startup.versionSeconds} s; a one-step edit of one image ` +
+    `(16x16 -> 64x64 super-resolution, whole process) ${r.startup.oneStepEditSeconds} s.\n`;
+  s += `\n### 4x super-resolution of a 512x512 photo (Set5 image 1 box-averaged to 128x128, through the CLI as it is today)\n\n`;
+  s += `The CLI edits it at ${m.resolution}x${m.resolution} and resizes back (no tiling yet), so the evaluation count does not grow with the size.\n\n`;
+  s += `| --steps | network evaluations | plan (ts) | wall s (whole process, median) | seconds in the record |\n|---|---|---|---|---|\n`;
+  for (const [k, e] of Object.entries(r.sr512)) s += `| ${k} | ${e.evaluations} | ${JSON.stringify(e.ts)} | ${e.wallSeconds} | ${e.cliSeconds} |\n`;
+  s += `\nWhat diffusion-based editors need for comparable tasks (quoted, not run):\n\n| method | network evaluations | source |\n|---|---|---|\n`;
+  for (const d of r.diffusion) s += `| ${d.method} | ${d.evaluations} | ${d.source} |\n`;
+  return s;
+}
+
+function spawnText(cmd, args, env = {}) {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', (e) => resolve({ code: -1, stdout, stderr: String(e) }));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}

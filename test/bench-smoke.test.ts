@@ -1,0 +1,42 @@
+/**
+ * A smoke run of both benchmarks on the tiny model (the full runs are `npm run bench:quality` / `bench:speed`, not CI).
+ * Skipped where the evaluation photos are absent.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, test } from 'vitest';
+import { ROOT, TINY_MODEL } from './helpers/paths.js';
+
+const EVAL = process.env.CM_EVAL_DIR ?? join(ROOT, '..', 'shared', 'data', 'eval');
+const dir = mkdtempSync(join(tmpdir(), 'cm-bench-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe.runIf(existsSync(EVAL))('benchmarks, smoke run', () => {
+  test('quality: every task measured with finite numbers, our SSIM agrees with ssim.js, one sheet per task', () => {
+    const out = join(dir, 'q');
+    const r = spawnSync(process.execPath, ['bench/quality.mjs', '--smoke', '--model', TINY_MODEL, '--out', out], { cwd: ROOT, timeout: 120_000 });
+    expect(r.status, r.stderr.toString()).toBe(0);
+    const q = JSON.parse(readFileSync(join(out, 'quality.json'), 'utf8'));
+    const main = Object.values(q.main) as { methods: Record<string, Record<string, number>> }[];
+    expect(main).toHaveLength(5);
+    for (const entry of main) {
+      expect(entry.methods).toHaveProperty(['cm, 1 eval']);
+      for (const v of Object.values(entry.methods['cm, 1 eval'])) expect(Number.isFinite(v)).toBe(true);
+    }
+    expect(Object.keys(q.fullRes)).toHaveLength(2);
+    expect(q.meta.ssimCheck.absDiff).toBeLessThan(1e-6);
+    expect(readdirSync(out).filter((f) => f.startsWith('sheet-') && f.endsWith('.png'))).toHaveLength(5);
+  });
+
+  test('speed: evaluation times, start-up and the 512x512 superres are measured', () => {
+    const out = join(dir, 's');
+    const r = spawnSync(process.execPath, ['bench/speed.mjs', '--smoke', '--no-torch', '--model', TINY_MODEL, '--out', out], { cwd: ROOT, timeout: 120_000 });
+    expect(r.status, r.stderr.toString()).toBe(0);
+    const s = JSON.parse(readFileSync(join(out, 'speed.json'), 'utf8'));
+    expect(s.ortMs['1']['1']).toBeGreaterThan(0);
+    expect(s.sr512['1'].evaluations).toBe(1);
+    expect(s.startup.versionSeconds).toBeGreaterThan(0);
+  });
+});
