@@ -10,7 +10,7 @@ import { stackOperators, unconstrained, type Operator } from '../editing/operato
 import { CmError, EXIT_UNEXPECTED, InputError, ModelError, UsageError } from '../errors.js';
 import { encodePicture, readPicture, resizeTensor, type Picture } from '../io/image.js';
 import { expandInputs, type InputItem } from '../io/inputs.js';
-import { checkOutput, checkOutputCount, DEFAULT_NAME, outputFormat, outputPath, STDOUT, writeOutput } from '../io/output.js';
+import { checkOutput, checkOutputCount, outputFormat, outputPath, STDOUT, writeOutput } from '../io/output.js';
 import { MAX_SEED, Rng } from '../rng.js';
 import { loadModel, type LoadedModel, type ModelFile } from '../runtime/model.js';
 import { perImageNoise, sample, type NoiseSource, type StepEvent } from '../sampler/sample.js';

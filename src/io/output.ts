@@ -37,7 +37,7 @@ export const DEFAULT_NAME = '{stem}.{task}.{ext}';
 export const TEMPLATE_KEYS = ['stem', 'task', 'scale', 'seed', 'i', 'ext'];
 
 function fill(template: string, vars: NameVars, ext: string): string {
-  return template.replace(/\{(\w+)\}/g, (whole, key: string) => {
+  return template.replace(/\{(\w+)\}/g, (_whole, key: string) => {
     const v: Record<string, string | number | undefined> = { ...vars, ext };
     if (!TEMPLATE_KEYS.includes(key)) throw new UsageError(`${template}: unknown name variable {${key}} (use ${TEMPLATE_KEYS.map((k) => `{${k}}`).join(' ')})`);
     if (v[key] === undefined) throw new UsageError(`${template}: {${key}} has no value for this task`);

@@ -2,7 +2,7 @@
  * Loading a `cm` model: read the file, check the contract, open an onnxruntime-node session on the chosen
  * execution provider, and expose it as a Denoiser. The only module that imports onnxruntime-node.
  */
-import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { ModelError, UsageError } from '../errors.js';
 import type { Denoiser } from '../sampler/sample.js';
 import { Tensor } from '../tensor.js';
@@ -67,9 +67,9 @@ export async function readModelFile(path: string): Promise<ModelFile> {
     throw new ModelError(`${path}: ${fileProblem(e)}`);
   }
   try {
-    const { size } = fstatSync(fd);
-    if (!statSync(path).isFile()) throw new ModelError(`${path}: is not a file`);
-    const props = readOnnxMetadata(fileReader(fd, size));
+    const stat = fstatSync(fd);
+    if (!stat.isFile()) throw new ModelError(`${path}: is not a file`);
+    const props = readOnnxMetadata(fileReader(fd, stat.size));
     return { path, card: parseModelCard(props, path) };
   } catch (e) {
     if (e instanceof OnnxParseError) throw new ModelError(`${path}: not an ONNX model (${e.message})`);
