@@ -294,7 +294,7 @@ class Tasks:
         self.low = box_down(crops, SCALE)
         up = np.repeat(np.repeat(self.low, SCALE, axis=1), SCALE, axis=2)
         self.sr = SuperresOp(to_tensor(up), SCALE)
-        self.hole = centre_hole(crops.shape[1], HOLE)
+        self.hole = centre_hole(crops.shape[1], HOLE * crops.shape[1] // SIZE)   # 24x24 at 64x64, same share otherwise
         self.ip = InpaintOp(to_tensor(crops), torch.from_numpy(self.hole.astype(np.float32)))
         shape = (n, 3, crops.shape[1], crops.shape[2])
         # Separate noise streams per task, fixed by the seed.

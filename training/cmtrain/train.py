@@ -9,6 +9,10 @@ loss = w(t) (sqrt(||f(x_t, t) - sg f(x_r, r)||^2 + c^2) - c), w(t) = (t^2 + sd^2
 Where r is below sigma_min the target is x0 itself (plain denoising); the first --pretrain-iters
 steps use r = 0 everywhere (diffusion pretraining), then the stage grows every --stage-iters.
 The teacher f(x_r, r) is the same network under no_grad with the student's dropout mask.
+
+Checkpoints: OUT/last.pt (resume from it) and OUT/best.pt, the one whose EMA weights edit best: at every
+validation the EMA model does 4x super-resolution and centre-hole inpainting (cmtrain.evaluate) of fixed
+held-out crops with each plan of --select-plans; the score is the mean PSNR over tasks and plans (select.csv).
 """
 import argparse
 import contextlib
@@ -87,6 +91,23 @@ def validate(model, val_x: torch.Tensor, seed: int = 1234) -> dict:
     return out
 
 
+@torch.no_grad()
+def edit_scores(model, val_x: torch.Tensor, plans: dict, seed: int = 1) -> dict:
+    """Validation PSNR (dB) of 4x super-resolution and centre-hole inpainting with each plan (cmtrain.evaluate's
+    tasks and sampler); "score" is their mean, what best.pt is chosen by."""
+    from .evaluate import Tasks
+    crops = ((val_x.float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    tasks = Tasks(crops, seed=seed)
+    device = next(model.parameters()).device
+    run_model = lambda x, sigma: model(x.to(device), sigma.to(device)).float().cpu()
+    out = {}
+    for k, ts in sorted(plans.items()):
+        for task, v in tasks.run(run_model, ts).items():
+            out[f"{task}@{k}"] = float(v.mean())
+    out["score"] = float(np.mean(list(out.values())))
+    return out
+
+
 def save(path: str, state: dict) -> None:
     tmp = path + ".tmp"
     torch.save(state, tmp)
@@ -124,10 +145,20 @@ def main(argv=None):
     p.add_argument("--max-steps", type=int, default=0, help="stop at this total step (0 = no limit)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--select-plans", default='{"1":[0,39],"2":[0,20,39]}',
+                   help="JSON evaluations -> grid indices (N=40) of the plans best.pt is chosen by")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--ckpt-minutes", type=float, default=5.0)
     a = p.parse_args(argv)
+    try:
+        select_plans = json.loads(a.select_plans)
+        assert isinstance(select_plans, dict) and all(
+            isinstance(ts, list) and len(ts) >= 2 and ts[-1] == 39 and all(isinstance(t, int) for t in ts)
+            and all(0 <= u < v for u, v in zip(ts, ts[1:])) for ts in select_plans.values())
+    except (ValueError, AssertionError):
+        p.error(f"--select-plans: expected JSON like {{\"1\":[0,39]}} (increasing indices of the 40-point grid, "
+                f"ending at 39), got {a.select_plans}")
 
     if a.data is None:
         a.data = next((d for d in DEFAULT_DATA if os.path.isdir(d)), DEFAULT_DATA[0])
@@ -159,11 +190,13 @@ def main(argv=None):
     val = PhotoCrops(a.data, a.val_crop, "val", seed=1, val_percent=a.val_percent)
     val_x = torch.from_numpy(val.batch(32)).to(dev)
     step, images, seconds_before = 0, 0, 0.0   # seconds_before: wall time of earlier invocations
+    best_score = -math.inf
     if ckpt:
         model.load_state_dict(ckpt["model"])
         ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["opt"])
         step, images, seconds_before = ckpt["step"], ckpt["images"], ckpt["seconds"]
+        best_score = ckpt.get("best_score", -math.inf)
         data.rng.bit_generator.state = ckpt["data_rng"]
         torch.set_rng_state(ckpt["torch_rng"].cpu())
         if dev.type == "cuda" and ckpt.get("cuda_rng") is not None:
@@ -176,7 +209,7 @@ def main(argv=None):
 
     def state():
         return {"config": cfg.to_json_dict(), "args": vars(a), "step": step, "stage": stage_at(step, a),
-                "images": images, "seconds": seconds_before + time.time() - start,
+                "images": images, "seconds": seconds_before + time.time() - start, "best_score": best_score,
                 "model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                 "data_rng": data.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None}
@@ -184,6 +217,7 @@ def main(argv=None):
     stop = {"flag": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
     log_path, val_path = os.path.join(a.out, "loss.csv"), os.path.join(a.out, "val.csv")
+    select_path, best_path = os.path.join(a.out, "select.csv"), os.path.join(a.out, "best.pt")
     new_log = not os.path.exists(log_path)
     log = open(log_path, "a", newline="")
     logw = csv.writer(log)
@@ -203,9 +237,25 @@ def main(argv=None):
                 w.writerow(["step", "images"] + list(res))
             w.writerow([step, images] + [f"{v:.3f}" for v in res.values()])
         print(f"val step {step}: " + " ".join(f"{k} {v:.2f}" for k, v in res.items()), flush=True)
+        nonlocal best_score
+        edits = edit_scores(ema, val_x, select_plans)
+        better = edits["score"] > best_score
+        new = not os.path.exists(select_path)
+        with open(select_path, "a", newline="") as f:
+            w = csv.writer(f)
+            if new:
+                w.writerow(["step", "images"] + list(edits) + ["best"])
+            w.writerow([step, images] + [f"{v:.3f}" for v in edits.values()] + [int(better)])
+        print(f"edit step {step}: " + " ".join(f"{k} {v:.2f}" for k, v in edits.items())
+              + (" (best so far)" if better else ""), flush=True)
+        if better:
+            best_score = edits["score"]
+            save(best_path, state())
 
     start = time.time()
     last_ckpt, acc, n_acc = start, 0.0, 0
+    if step > 0 and best_score == -math.inf:   # resuming a run from before best.pt existed: score where it stands
+        run_validation()
     model.train()
     while not stop["flag"]:
         if time.time() - start > a.minutes * 60 or (a.max_steps and step >= a.max_steps):
@@ -233,12 +283,12 @@ def main(argv=None):
             log.flush()
             acc, n_acc = 0.0, 0
         if time.time() - last_ckpt > a.ckpt_minutes * 60:
-            save(ckpt_path, state())
             run_validation()
+            save(ckpt_path, state())
             last_ckpt = time.time()
 
-    save(ckpt_path, state())
     run_validation()
+    save(ckpt_path, state())
     log.close()
     total = seconds_before + time.time() - start
     print(f"stopped at step {step}, {images} images, {total / 60:.1f} min in total", flush=True)

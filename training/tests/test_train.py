@@ -78,3 +78,14 @@ def test_cli_saves_and_resumes(tmp_path):
     ckpt = torch.load(out / "last.pt")
     assert ckpt["step"] == 5 and ckpt["stage"] == 1 and ckpt["images"] == 20
     assert len((out / "loss.csv").read_text().splitlines()) == 1 + 5
+    # best.pt is the checkpoint with the highest validation edit score so far (one score per invocation end here)
+    rows = (out / "select.csv").read_text().splitlines()
+    header, scores = rows[0].split(","), [dict(zip(rows[0].split(","), r.split(","))) for r in rows[1:]]
+    assert header[:2] == ["step", "images"] and {"superres@1", "inpaint@2", "score"} <= set(header)
+    assert [int(r["step"]) for r in scores] == [3, 5]
+    assert scores[0]["best"] == "1"     # the first score is the best so far
+    best = [r for r in scores if r["best"] == "1"][-1]
+    assert float(best["score"]) >= max(float(r["score"]) for r in scores) - 1e-3   # (the CSV rounds to 3 decimals)
+    ckpt_best = torch.load(out / "best.pt")
+    assert ckpt_best["step"] == int(best["step"]) and abs(ckpt_best["best_score"] - float(best["score"])) < 1e-3
+    assert ckpt["best_score"] == ckpt_best["best_score"]
