@@ -13,6 +13,7 @@ import csv
 import json
 import math
 import os
+from typing import Optional
 
 import numpy as np
 import torch
@@ -74,7 +75,9 @@ def nice_ticks(lo, hi, n=6):
     return [v * step for v in range(math.ceil(lo / step), math.floor(hi / step) + 1)]
 
 
-def loss_plot(run: str, out: str) -> None:
+def loss_plot(run: str, out: str, exported_step: Optional[int] = None) -> None:
+    """Training loss over the run (ECT stage starts in red) and validation PSNR; a black line marks the step of the
+    exported checkpoint when it is given (the run may have gone on after it)."""
     loss = read_csv(os.path.join(run, "loss.csv"))
     val = read_csv(os.path.join(run, "val.csv"))
     steps = np.array([int(r["step"]) for r in loss])
@@ -107,6 +110,11 @@ def loss_plot(run: str, out: str) -> None:
         p2.line(vs, allv[:, j], COLOURS[j % len(COLOURS)])
         d.text((70 + 90 * j, h - 12), f"sigma {k[5:]}", fill=COLOURS[j % len(COLOURS)], font=font, anchor="lm")
     d.text((w - 20, h - 12), "training step", fill=(0, 0, 0), font=font, anchor="rm")
+    if exported_step is not None:
+        x, _ = p1.xy(exported_step, p1.yr[0])
+        for top, bottom in ((40, 290), (330, h - 45)):
+            d.line([(x, top), (x, bottom)], fill=(0, 0, 0), width=2)
+        d.text((x - 3, 275), f"exported: step {exported_step}", fill=(0, 0, 0), font=font, anchor="rb")
     im.save(out, optimize=True)
 
 
@@ -126,7 +134,8 @@ def main(argv=None):
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     os.makedirs(a.out_dir, exist_ok=True)
-    loss_plot(a.run, os.path.join(a.out_dir, "loss.png"))
+    step = torch.load(a.checkpoint, map_location="cpu")["step"] if a.checkpoint else None
+    loss_plot(a.run, os.path.join(a.out_dir, "loss.png"), step)
     print(f"wrote {os.path.join(a.out_dir, 'loss.png')}")
     if a.checkpoint:
         plans = onnx_plans(a.onnx) if a.onnx else {int(k): v for k, v in json.loads(a.plans).items()}
