@@ -229,6 +229,7 @@ def main(argv=None):
           f"step {step}", flush=True)
 
     def run_validation():
+        nonlocal best_score
         res = validate(ema, val_x)
         new = not os.path.exists(val_path)
         with open(val_path, "a", newline="") as f:
@@ -237,7 +238,6 @@ def main(argv=None):
                 w.writerow(["step", "images"] + list(res))
             w.writerow([step, images] + [f"{v:.3f}" for v in res.values()])
         print(f"val step {step}: " + " ".join(f"{k} {v:.2f}" for k, v in res.items()), flush=True)
-        nonlocal best_score
         edits = edit_scores(ema, val_x, select_plans)
         better = edits["score"] > best_score
         new = not os.path.exists(select_path)
