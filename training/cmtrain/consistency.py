@@ -42,3 +42,15 @@ class ConsistencyModel(nn.Module):
         c_skip, c_out, c_in = scalings(sigma, self.sigma_min, self.sigma_data)
         c_noise = 0.25 * torch.log(sigma)
         return c_skip * x + c_out * self.net(c_in * x, c_noise).to(x.dtype)
+
+
+def check_plans(plans: dict, grid: int) -> None:
+    """A plan for k evaluations lists k+1 strictly increasing grid indices ending at grid-1."""
+    if not isinstance(plans, dict):
+        raise ValueError(f"Expected an object of evaluations -> grid indices but received {plans}")
+    for k, ts in plans.items():
+        ok = (str(k).isdigit() and len(ts) == int(k) + 1 and all(isinstance(t, int) for t in ts)
+              and ts[0] >= 0 and ts[-1] == grid - 1 and all(a < b for a, b in zip(ts, ts[1:])))
+        if not ok:
+            raise ValueError(f"Expected plan {k} to list {k}+1 strictly increasing indices ending at {grid - 1} "
+                             f"but received {ts}")

@@ -16,21 +16,11 @@ import numpy as np
 import onnx
 import torch
 
-from .consistency import RHO, SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, ConsistencyModel
+from .consistency import RHO, SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, ConsistencyModel, check_plans
 from .unet import PRESETS, UNetConfig, count_params
 
 GRID = 40
 DEFAULT_PLANS = {"1": [0, 39], "2": [0, 22, 39], "3": [0, 12, 22, 39], "4": [0, 8, 16, 24, 39]}
-
-
-def check_plans(plans: dict, grid: int) -> None:
-    """A plan for k evaluations lists k+1 strictly increasing grid indices ending at grid-1."""
-    for k, ts in plans.items():
-        ok = (str(k).isdigit() and len(ts) == int(k) + 1 and all(isinstance(t, int) for t in ts)
-              and ts[0] >= 0 and ts[-1] == grid - 1 and all(a < b for a, b in zip(ts, ts[1:])))
-        if not ok:
-            raise ValueError(f"Expected plan {k} to list {k}+1 strictly increasing indices ending at {grid - 1} "
-                             f"but received {ts}")
 
 
 def random_model(preset: str, seed: int) -> ConsistencyModel:

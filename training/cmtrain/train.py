@@ -26,7 +26,7 @@ import time
 import numpy as np
 import torch
 
-from .consistency import SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, ConsistencyModel
+from .consistency import SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, ConsistencyModel, check_plans
 from .data import PhotoCrops
 from .unet import PRESETS, UNetConfig, count_params
 
@@ -153,12 +153,9 @@ def main(argv=None):
     a = p.parse_args(argv)
     try:
         select_plans = json.loads(a.select_plans)
-        assert isinstance(select_plans, dict) and all(
-            isinstance(ts, list) and len(ts) >= 2 and ts[-1] == 39 and all(isinstance(t, int) for t in ts)
-            and all(0 <= u < v for u, v in zip(ts, ts[1:])) for ts in select_plans.values())
-    except (ValueError, AssertionError):
-        p.error(f"--select-plans: expected JSON like {{\"1\":[0,39]}} (increasing indices of the 40-point grid, "
-                f"ending at 39), got {a.select_plans}")
+        check_plans(select_plans, 40)
+    except ValueError as e:
+        p.error(f"--select-plans: {e}")
 
     if a.data is None:
         a.data = next((d for d in DEFAULT_DATA if os.path.isdir(d)), DEFAULT_DATA[0])

@@ -1,4 +1,5 @@
 import contextlib
+import csv
 import types
 
 import numpy as np
@@ -79,8 +80,9 @@ def test_cli_saves_and_resumes(tmp_path):
     assert ckpt["step"] == 5 and ckpt["stage"] == 1 and ckpt["images"] == 20
     assert len((out / "loss.csv").read_text().splitlines()) == 1 + 5
     # best.pt is the checkpoint with the highest validation edit score so far (one score per invocation end here)
-    rows = (out / "select.csv").read_text().splitlines()
-    header, scores = rows[0].split(","), [dict(zip(rows[0].split(","), r.split(","))) for r in rows[1:]]
+    with open(out / "select.csv", newline="") as f:
+        reader = csv.DictReader(f)
+        header, scores = reader.fieldnames, list(reader)
     assert header[:2] == ["step", "images"] and {"superres@1", "inpaint@2", "score"} <= set(header)
     assert [int(r["step"]) for r in scores] == [3, 5]
     assert scores[0]["best"] == "1"     # the first score is the best so far
