@@ -7,17 +7,18 @@ import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { stackOperators, unconstrained, type Operator } from '../editing/operator.js';
-import { CmError, EXIT_UNEXPECTED, InputError, ModelError, UsageError } from '../errors.js';
+import { InputError, ModelError, UsageError } from '../errors.js';
 import { encodePicture, readPicture, resizeTensor, type Picture } from '../io/image.js';
 import { expandInputs, type InputItem } from '../io/inputs.js';
 import { checkOutput, checkOutputCount, outputFormat, outputPath, STDOUT, writeOutput } from '../io/output.js';
 import { MAX_SEED, Rng } from '../rng.js';
-import { loadModel, type LoadedModel, type ModelFile } from '../runtime/model.js';
-import { perImageNoise, sample, type NoiseSource, type StepEvent } from '../sampler/sample.js';
+import type { LoadedModel, ModelFile } from '../runtime/model.js';
+import { perImageNoise, sample, type NoiseSource } from '../sampler/sample.js';
 import { evaluations, type Plan } from '../sampler/schedule.js';
 import type { Tensor } from '../tensor.js';
 import { checkCommon, chooseSeed, choosePlan, openModel, type CommonArgs, type InputArgs } from './common.js';
-import { Interrupted, watchSignals, type SignalWatch } from './interrupt.js';
+import { Batch } from './batch.js';
+import { Interrupted, type SignalWatch } from './interrupt.js';
 import { Reporter, type OutputRecord } from './reporter.js';
 
 /** An edit of one image, described at its output size. */
@@ -265,111 +266,4 @@ export async function runGeneration<A extends CommonArgs>(
       await model.dispose();
     }
   }, records);
-}
-
-/**
- * The bookkeeping of one run: records, the device line, progress, the summary line and the exit code (that of the
- * first failure; 0 when every file succeeded).
- */
-class Batch {
-  private done = 0;
-  private failed = 0;
-  private skipped = 0;
-  private firstCode = 0;
-  private readonly start = performance.now();
-  private device: string | null = null;
-  private readonly finished = new Set<OutputRecord>();
-
-  constructor(
-    private readonly reporter: Reporter,
-    private readonly total: number,
-    private readonly task: string,
-  ) {}
-
-  newRecord(input: string | null, seed: number): OutputRecord {
-    return { input, output: null, task: this.task, model: null, device: null, evaluations: null, ts: null, seed, seconds: 0, status: 'ok' };
-  }
-
-  async startModel(file: ModelFile, args: CommonArgs): Promise<LoadedModel> {
-    const model = await loadModel(file, { device: args.device, threads: args.threads, classLabel: args.class });
-    this.device = model.device;
-    if (args.device === 'auto') {
-      this.reporter.info(`device ${model.device}${model.skipped.length ? ` (${model.skipped.join('; ')})` : ''}`);
-    }
-    return model;
-  }
-
-  step(e: StepEvent, inputs: string[]): void {
-    const n = this.done + this.failed + this.skipped;
-    const eta = n > 0 ? ` · ETA ${Math.round((((performance.now() - this.start) / n) * (this.total - n)) / 1000)}s` : '';
-    const where = this.total > 1 ? `[${Math.min(n + inputs.length, this.total)}/${this.total}] ` : '';
-    this.reporter.progress(`${where}${inputs[0] ?? this.task}: step ${e.step}/${e.steps}${eta}`);
-    this.reporter.event({ event: 'step', task: this.task, inputs, step: e.step, steps: e.steps, sigma: e.sigma });
-  }
-
-  ok(record: OutputRecord, started: number): void {
-    this.done++;
-    this.finish(record, 'ok', started);
-  }
-
-  skip(record: OutputRecord): void {
-    this.skipped++;
-    this.finish(record, 'skipped', performance.now());
-  }
-
-  fail(record: OutputRecord, e: unknown): void {
-    this.failed++;
-    const code = e instanceof CmError ? e.exitCode : EXIT_UNEXPECTED;
-    if (this.firstCode === 0) this.firstCode = code;
-    const message = e instanceof CmError ? e.message : `${record.input ?? this.task}: unexpected error: ${e instanceof Error ? e.message : String(e)}`;
-    this.reporter.failure(message);
-    this.finish(record, 'error', performance.now(), message);
-  }
-
-  private finish(record: OutputRecord, status: OutputRecord['status'], started: number, error?: string): void {
-    this.finished.add(record);
-    Object.assign(record, { status, device: this.device, seconds: round3((performance.now() - started) / 1000) });
-    if (error !== undefined) record.error = error;
-    this.reporter.record(record);
-    this.reporter.event({ event: 'file', task: this.task, input: record.input, output: record.output, status, error, done: this.done + this.failed + this.skipped, total: this.total });
-  }
-
-  /**
-   * Run the work under Ctrl-C handling. A failure that ends the whole run (usage, model, interruption) fails every
-   * record not yet finished; the exit code is set from the first failure.
-   */
-  async run(work: (signals: SignalWatch) => Promise<void>, records: OutputRecord[]): Promise<void> {
-    const signals = watchSignals(() => this.reporter.warn('interrupted: stopping after the current step (Ctrl-C again to stop now)'));
-    try {
-      await work(signals);
-    } catch (e) {
-      // The run as a whole failed (usage, model, Ctrl-C): every file not finished gets an error record, and the
-      // top-level handler prints the one error line and sets the exit code.
-      this.reporter.done();
-      for (const r of records) if (!this.finished.has(r)) this.finishFatal(r, e);
-      throw e;
-    } finally {
-      signals.dispose();
-      this.reporter.done();
-    }
-    if (this.total > 1 || this.skipped > 0) {
-      const parts = [`${this.done} done`];
-      if (this.skipped) parts.push(`${this.skipped} skipped`);
-      parts.push(`${this.failed} failed`);
-      const line = `${this.total} ${this.total === 1 ? 'file' : 'files'}: ${parts.join(', ')}`;
-      if (this.failed > 0) this.reporter.failure(line);
-      else this.reporter.info(line);
-    }
-    if (this.firstCode !== 0) process.exitCode = this.firstCode;
-  }
-
-  private finishFatal(record: OutputRecord, e: unknown): void {
-    const message = e instanceof CmError ? e.message : `unexpected error: ${e instanceof Error ? e.message : String(e)}`;
-    Object.assign(record, { status: 'error', error: message, device: this.device, seconds: round3((performance.now() - this.start) / 1000) });
-    this.reporter.record(record);
-  }
-}
-
-function round3(v: number): number {
-  return Math.round(v * 1000) / 1000;
 }
