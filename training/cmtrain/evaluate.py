@@ -77,7 +77,7 @@ def random_crops(images: Sequence[np.ndarray], n: int, size: int = SIZE, seed: i
 
 
 def to_tensor(u8: np.ndarray) -> torch.Tensor:
-    """uint8 [N,H,W,3] -> float32 [N,3,H,W] in [-1, 1]"""
+    """uint8 (or float 0..255) [N,H,W,3] -> float32 [N,3,H,W] in [-1, 1]"""
     return torch.from_numpy(u8.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0)
 
 
@@ -244,28 +244,31 @@ def denoise(model, x: torch.Tensor, sigma: float, batch: int = 64) -> torch.Tens
 
 @torch.no_grad()
 def sample(model, op, ts: Sequence[int], noise: Noise, cache: Optional[dict] = None, batch: int = 64,
-           grid: int = GRID) -> torch.Tensor:
-    """Algorithm 4 with the plan ts (grid indices, ending at grid-1); returns the projected x0 of the last step
-    (not yet projected into range). `cache` (a dict kept per operator and noise) memoises x0 per plan prefix."""
+           grid: int = GRID, start: str = "known", eta: float = 1.0) -> torch.Tensor:
+    """The editing sampler with the plan ts (grid indices, ending at grid-1); returns the projected x0 of the last
+    step (not yet projected into range). start "known": x = (known part) + sigma_0 z_0 (Algorithm 4); "estimate":
+    x = P(op.estimate) + sigma_0 z_0 (ALGORITHMS.md 4b warm start). Between steps x = x0 + eta sqrt(sigma^2 - eps^2) z.
+    start "known" with eta 1 is the paper's sampler. `cache` (a dict kept per operator and noise) memoises x0 per
+    plan prefix."""
     sig = [karras_sigma(t, grid) for t in ts]
     x0 = None
     for i in range(len(ts) - 1):
-        key = tuple(ts[:i + 1])
+        key = (start, eta, tuple(ts[:i + 1]))
         if cache is not None and key in cache:
             x0 = cache[key]
             continue
         if i == 0:
-            x = op.start + sig[0] * noise(0)
+            x = (op.project(op.estimate) if start == "estimate" else op.start) + sig[0] * noise(0)
         else:
-            x = x0 + math.sqrt(max(0.0, sig[i] ** 2 - SIGMA_MIN ** 2)) * noise(i)
+            x = x0 + eta * math.sqrt(max(0.0, sig[i] ** 2 - SIGMA_MIN ** 2)) * noise(i)
         x0 = op.project(denoise(model, x, sig[i], batch).clamp(-1, 1))
         if cache is not None:
             cache[key] = x0
     return x0
 
 
-def edit_uint8(model, op, ts, noise, cache=None, batch=64) -> np.ndarray:
-    return to_uint8(op.project_in_range(sample(model, op, ts, noise, cache, batch)))
+def edit_uint8(model, op, ts, noise, cache=None, batch=64, start="known", eta=1.0) -> np.ndarray:
+    return to_uint8(op.project_in_range(sample(model, op, ts, noise, cache, batch, start=start, eta=eta)))
 
 
 @torch.no_grad()
@@ -294,8 +297,10 @@ class Tasks:
         self.low = box_down(crops, SCALE)
         up = np.repeat(np.repeat(self.low, SCALE, axis=1), SCALE, axis=2)
         self.sr = SuperresOp(to_tensor(up), SCALE)
+        self.sr.estimate = to_tensor(bicubic_up(self.low, SCALE))
         self.hole = centre_hole(crops.shape[1], HOLE * crops.shape[1] // SIZE)   # 24x24 at 64x64, same share otherwise
         self.ip = InpaintOp(to_tensor(crops), torch.from_numpy(self.hole.astype(np.float32)))
+        self.ip.estimate = to_tensor(harmonic_fill(crops, self.hole))   # float 0..255 -> [-1, 1]
         shape = (n, 3, crops.shape[1], crops.shape[2])
         # Separate noise streams per task, fixed by the seed.
         self.noise = {"superres": Noise(shape, 2 * seed + 1), "inpaint": Noise(shape, 2 * seed + 2)}
@@ -306,11 +311,11 @@ class Tasks:
         harm = np.clip(np.round(harmonic_fill(self.crops, self.hole)), 0, 255).astype(np.uint8)
         return {"superres": psnr(bic, self.crops), "inpaint": psnr(harm, self.crops, self.hole)}
 
-    def run(self, model, ts, batch=64, keep_cache=True) -> Dict[str, np.ndarray]:
+    def run(self, model, ts, batch=64, keep_cache=True, start="known", eta=1.0) -> Dict[str, np.ndarray]:
         out = {}
         for task, op in (("superres", self.sr), ("inpaint", self.ip)):
             cache = self.cache[task] if keep_cache else None
-            img = edit_uint8(model, op, ts, self.noise[task], cache, batch)
+            img = edit_uint8(model, op, ts, self.noise[task], cache, batch, start=start, eta=eta)
             out[task] = psnr(img, self.crops, None if task == "superres" else self.hole)
             if task == "superres":   # the known data is kept: every 4x4 patch mean equals the input pixel
                 assert np.abs(box_down(img, SCALE).astype(int) - self.low.astype(int)).max() <= 1

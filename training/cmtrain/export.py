@@ -14,6 +14,7 @@ import tempfile
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 import torch
 
 from .consistency import RHO, SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, ConsistencyModel, check_plans
@@ -43,6 +44,56 @@ def load_checkpoint(path: str, use_ema: bool = True) -> ConsistencyModel:
     return model.eval()
 
 
+def read_metadata(path: str) -> dict:
+    return {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
+
+
+def load_onnx_weights(path: str) -> ConsistencyModel:
+    """The ConsistencyModel whose weights are the initializers of a `cm` ONNX file made by export_onnx (its
+    `cm.architecture` names the UNet), so that training can continue from a shipped model without its checkpoint.
+    The exporter renames some parameters (GroupNorm's affine weights become anonymous Mul/Add constants), so the
+    names are matched by exporting a copy of the architecture whose every parameter holds distinct values and
+    pairing equal tensors; every parameter must be found exactly once."""
+    meta = read_metadata(path)
+    arch = json.loads(meta.get("cm.architecture", "null") or "null")
+    if not arch or arch.get("type") != "unet":
+        raise ValueError(f"{path}: no cm.architecture of type unet (not a model made by cmtrain.export)")
+    cfg = UNetConfig(**{k: (tuple(v) if k == "mults" else v) for k, v in arch.items() if k != "type"})
+    probe = ConsistencyModel(cfg).eval()
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(0)
+        for p in probe.parameters():
+            p.copy_(torch.rand(p.shape, generator=gen) + 1.0)   # distinct, never 0 or 1 (no folding into identities)
+    with tempfile.TemporaryDirectory() as tmp:
+        probe_path = os.path.join(tmp, "probe.onnx")
+        export_onnx(probe, probe_path, {})
+        probe_graph = onnx.load(probe_path).graph
+        probe_inits = {i.name: numpy_helper.to_array(i) for i in probe_graph.initializer}
+    # The exporter drops a Mul by ones or an Add of zeros (a GroupNorm that still has its initial affine weights):
+    # such a parameter is missing from the file, and the operator that would have used it says which it was.
+    consumer = {name: node.op_type for node in probe_graph.node for name in node.input}
+    identity = {"Mul": 1.0, "Add": 0.0}
+    shipped = {i.name: numpy_helper.to_array(i) for i in onnx.load(path).graph.initializer}
+    by_bytes = {}
+    for name, arr in probe_inits.items():
+        by_bytes.setdefault((arr.astype(np.float32).tobytes()), []).append(name)
+    state = {}
+    for key, p in probe.state_dict().items():
+        want = p.detach().numpy().astype(np.float32)
+        names = [n for n in by_bytes.get(want.tobytes(), []) if probe_inits[n].size == want.size]
+        if len(names) < 1:
+            raise ValueError(f"{path}: no initializer for parameter {key}")
+        if names[0] in shipped:
+            state[key] = torch.from_numpy(np.array(shipped[names[0]], dtype=np.float32).reshape(want.shape))
+        elif consumer.get(names[0]) in identity:
+            state[key] = torch.full(want.shape, identity[consumer[names[0]]])
+        else:
+            raise ValueError(f"{path}: no initializer {names[0]} for parameter {key}")
+    model = ConsistencyModel(cfg)
+    model.load_state_dict(state)
+    return model.eval()
+
+
 def export_onnx(model: ConsistencyModel, out: str, meta: dict) -> None:
     """Trace with dynamic N, H, W, then attach metadata_props; always one self-contained file."""
     res = 2 ** (len(model.net.cfg.mults) - 1)
@@ -68,9 +119,35 @@ def export_onnx(model: ConsistencyModel, out: str, meta: dict) -> None:
     onnx.save(proto, out)     # < 2 GB: protobuf keeps the weights inline, no external data
 
 
-def metadata(model: ConsistencyModel, name: str, license: str, trained_on: str, plans: dict) -> dict:
+PLAN_TASKS = ("inpaint", "colorize", "superres-x2", "superres-x4", "superres-x8", "denoise", "stroke", "generate",
+              "interpolate")
+
+
+def check_task_plans(task_plans: dict, grid: int = GRID) -> None:
+    """cm.task_plans: task -> evaluations -> {ts, start, eta, samples} (the CLI's src/runtime/card.ts checks the same)."""
+    if not isinstance(task_plans, dict):
+        raise ValueError(f"Expected an object of task -> evaluations -> plan but received {task_plans!r}")
+    for task, by_k in task_plans.items():
+        if task not in PLAN_TASKS:
+            raise ValueError(f"Expected a task among {', '.join(PLAN_TASKS)} but received {task!r}")
+        for k, entry in by_k.items():
+            if task != "denoise":
+                check_plans({k: entry["ts"]}, grid)
+            elif "ts" in entry:
+                raise ValueError("denoise plans take no ts (denoising starts at the image's noise level)")
+            if entry.get("start", "known") not in ("known", "estimate") or not 0 <= entry.get("eta", 1) <= 1 \
+                    or not 1 <= int(entry.get("samples", 1)) <= 64:
+                raise ValueError(f"Expected start known|estimate, eta in [0, 1], samples 1..64 in {task} {k}: {entry}")
+
+
+def metadata(model: ConsistencyModel, name: str, license: str, trained_on: str, plans: dict,
+             task_plans: dict = None) -> dict:
     check_plans(plans, GRID)
-    return {
+    extra = {}
+    if task_plans:
+        check_task_plans(task_plans)
+        extra["cm.task_plans"] = json.dumps(task_plans, separators=(",", ":"))
+    return {**extra,
         "cm.format": "1", "cm.resolution": "64", "cm.channels": "3",
         "cm.sigma_min": f"{SIGMA_MIN:g}", "cm.sigma_max": f"{SIGMA_MAX:g}", "cm.sigma_data": f"{SIGMA_DATA:g}",
         "cm.rho": f"{RHO:g}", "cm.grid": str(GRID), "cm.plans": json.dumps(plans, separators=(",", ":")),
@@ -102,6 +179,8 @@ def main(argv=None):
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="a training checkpoint (.pt) written by cmtrain.train")
     src.add_argument("--random", action="store_true", help="random weights (test models)")
+    src.add_argument("--from-onnx", help="the weights of a cm ONNX file made by this exporter (e.g. to give the shipped "
+                                         "model new plans)")
     p.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="architecture for --random")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--raw-weights", action="store_true", help="export the trained weights instead of the EMA")
@@ -110,11 +189,22 @@ def main(argv=None):
     p.add_argument("--license", required=True)
     p.add_argument("--trained-on", required=True)
     p.add_argument("--plans", default=json.dumps(DEFAULT_PLANS), help='JSON, e.g. {"1":[0,39],"2":[0,22,39]}')
+    p.add_argument("--task-plans", help="per-task defaults (cm.task_plans): JSON, or a file holding it, e.g. "
+                                        "results/task_plans.json written by bench/plansearch.mjs")
     p.add_argument("--ref", help="also write a PyTorch reference JSON (x, sigma, denoised) here")
     a = p.parse_args(argv)
 
-    model = random_model(a.preset, a.seed) if a.random else load_checkpoint(a.checkpoint, not a.raw_weights)
-    export_onnx(model, a.out, metadata(model, a.name, a.license, a.trained_on, json.loads(a.plans)))
+    task_plans = None
+    if a.task_plans:
+        text = open(a.task_plans).read() if os.path.isfile(a.task_plans) else a.task_plans
+        task_plans = json.loads(text)
+    if a.random:
+        model = random_model(a.preset, a.seed)
+    elif a.from_onnx:
+        model = load_onnx_weights(a.from_onnx)
+    else:
+        model = load_checkpoint(a.checkpoint, not a.raw_weights)
+    export_onnx(model, a.out, metadata(model, a.name, a.license, a.trained_on, json.loads(a.plans), task_plans))
     print(f"wrote {a.out} ({os.path.getsize(a.out)} bytes, {count_params(model)} parameters)")
     if a.ref:
         write_reference(model, a.ref, a.seed)

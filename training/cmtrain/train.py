@@ -33,21 +33,28 @@ from .unet import PRESETS, UNetConfig, count_params
 
 # Defaults of the recipe flags (TRAINING.md); a resumed run keeps the values it was started with.
 RECIPE = dict(lr=1e-4, warmup=200, ema=0.999, p_mean=-1.1, p_std=2.0, q=4.0, k=8.0, b=1.0, huber_c=0.0,
-              pretrain_iters=2000, stage_iters=1000)
+              pretrain_iters=2000, stage_iters=1000, stage_offset=0, denoise_below=0.0, loss="ect")
+# What best.pt is chosen by: warm-started edits (ALGORITHMS.md 4b), the start and plans the CLI's task defaults use.
+DEFAULT_SELECT = [{"ts": [26, 28, 31, 33, 39], "start": "estimate", "eta": 0.0},
+                  {"ts": [22, 26, 30, 39], "start": "estimate", "eta": 0.0}]
 DEFAULT_DATA = [os.path.join(os.path.dirname(__file__), *up, "shared", "data", "train") for up in (["..", "..", ".."],
                                                                                                    ["..", ".."])]
 
 
 def stage_at(step: int, a) -> int:
     """-1 during the denoising pretraining, then 0, 1, 2, ..."""
-    return -1 if step < a.pretrain_iters else (step - a.pretrain_iters) // a.stage_iters
+    return -1 if step < a.pretrain_iters else getattr(a, "stage_offset", 0) + (step - a.pretrain_iters) // a.stage_iters
 
 
 def t_to_r(t: torch.Tensor, stage: int, a) -> torch.Tensor:
+    """The teacher's noise level; 0 (target x0, plain denoising) during pretraining and, with --denoise-below T,
+    wherever t < T: the low noise levels that warm-started edits use keep learning the posterior mean."""
     if stage < 0:
         return torch.zeros_like(t)
     decay = a.q ** -(stage + 1)
-    return (t * (1 - decay * (1 + a.k * torch.sigmoid(-a.b * t)))).clamp(min=0)
+    r = (t * (1 - decay * (1 + a.k * torch.sigmoid(-a.b * t)))).clamp(min=0)
+    below = getattr(a, "denoise_below", 0.0)
+    return torch.where(t < below, torch.zeros_like(r), r) if below > 0 else r
 
 
 def ect_loss(model, x0: torch.Tensor, stage: int, a, autocast) -> torch.Tensor:
@@ -72,8 +79,12 @@ def ect_loss(model, x0: torch.Tensor, stage: int, a, autocast) -> torch.Tensor:
         target = torch.where(use[:, None, None, None], torch.nan_to_num(f_r.float()), x0)
 
     d = ((f_t.float() - target) ** 2).flatten(1).sum(1)
-    loss = torch.sqrt(d + a.huber_c ** 2) - a.huber_c
     w = (t ** 2 + SIGMA_DATA ** 2) / (t * SIGMA_DATA) ** 2
+    if getattr(a, "loss", "ect") == "mse":
+        # EDM's weighted squared error per pixel: its minimiser is the posterior mean (best PSNR), where ECT's
+        # sqrt(d) has a median-like minimiser.
+        return (w * d / x0[0].numel()).mean()
+    loss = torch.sqrt(d + a.huber_c ** 2) - a.huber_c
     return (w * loss).mean()
 
 
@@ -92,8 +103,30 @@ def validate(model, val_x: torch.Tensor, seed: int = 1234) -> dict:
 
 
 @torch.no_grad()
-def edit_scores(model, val_x: torch.Tensor, plans: dict, seed: int = 1) -> dict:
-    """Validation PSNR (dB) of 4x super-resolution and centre-hole inpainting with each plan (cmtrain.evaluate's
+def select_specs(text: str) -> list:
+    """--select-plans: a JSON list of {"ts", "start", "eta"} or an object evaluations -> ts (start known, eta 1)."""
+    v = json.loads(text)
+    if isinstance(v, dict):
+        check_plans(v, 40)
+        return [{"ts": ts, "start": "known", "eta": 1.0, "name": k} for k, ts in sorted(v.items())]
+    if not isinstance(v, list) or not v:
+        raise ValueError(f"Expected a list of plans or an object but received {text}")
+    out = []
+    for spec in v:
+        ts = spec.get("ts") if isinstance(spec, dict) else None
+        if (not isinstance(ts, list) or len(ts) < 2 or ts[-1] != 39 or not all(isinstance(t, int) for t in ts)
+                or ts[0] < 0 or any(x >= y for x, y in zip(ts, ts[1:]))):
+            raise ValueError(f"Expected ts of strictly increasing indices ending at 39 but received {spec}")
+        start, eta = spec.get("start", "known"), float(spec.get("eta", 1.0))
+        if start not in ("known", "estimate") or not 0 <= eta <= 1:
+            raise ValueError(f"Expected start known|estimate and eta in [0, 1] but received {spec}")
+        out.append({"ts": ts, "start": start, "eta": eta, "name": f"{start[0]}{'-'.join(map(str, ts))}e{eta:g}"})
+    return out
+
+
+@torch.no_grad()
+def edit_scores(model, val_x: torch.Tensor, specs: list, seed: int = 1) -> dict:
+    """Validation PSNR (dB) of 4x super-resolution and centre-hole inpainting with each plan spec (cmtrain.evaluate's
     tasks and sampler); "score" is their mean, what best.pt is chosen by."""
     from .evaluate import Tasks
     crops = ((val_x.float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
@@ -101,9 +134,9 @@ def edit_scores(model, val_x: torch.Tensor, plans: dict, seed: int = 1) -> dict:
     device = next(model.parameters()).device
     run_model = lambda x, sigma: model(x.to(device), sigma.to(device)).float().cpu()
     out = {}
-    for k, ts in sorted(plans.items()):
-        for task, v in tasks.run(run_model, ts).items():
-            out[f"{task}@{k}"] = float(v.mean())
+    for spec in specs:
+        for task, v in tasks.run(run_model, spec["ts"], start=spec["start"], eta=spec["eta"]).items():
+            out[f"{task}@{spec['name']}"] = float(v.mean())
     out["score"] = float(np.mean(list(out.values())))
     return out
 
@@ -145,16 +178,25 @@ def main(argv=None):
     p.add_argument("--max-steps", type=int, default=0, help="stop at this total step (0 = no limit)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--select-plans", default='{"1":[0,39],"2":[0,20,39]}',
-                   help="JSON evaluations -> grid indices (N=40) of the plans best.pt is chosen by")
+    p.add_argument("--select-plans", default=json.dumps(DEFAULT_SELECT),
+                   help='plans best.pt is chosen by: a JSON list of {"ts": grid indices (N=40), "start": '
+                        '"known"|"estimate", "eta": 0..1}, or an object evaluations -> ts (start known, eta 1)')
+    p.add_argument("--stage-offset", type=int,
+                   help=f"ECT stage at the end of pretraining ({RECIPE['stage_offset']}; e.g. the stage an --init-onnx "
+                        "model was trained to)")
+    p.add_argument("--init-onnx", help="a new run starts from the weights of this cm ONNX file (made by "
+                                       "cmtrain.export; e.g. ../models/default.onnx) with a fresh optimiser")
+    p.add_argument("--denoise-below", type=float,
+                   help=f"plain denoising target (r = 0) wherever t is below this ({RECIPE['denoise_below']}: never)")
+    p.add_argument("--loss", choices=["ect", "mse"],
+                   help=f"ect: w(t) sqrt(d) (ECT); mse: w(t) d / pixels (EDM; posterior mean) ({RECIPE['loss']})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--ckpt-minutes", type=float, default=5.0)
     a = p.parse_args(argv)
     try:
-        select_plans = json.loads(a.select_plans)
-        check_plans(select_plans, 40)
-    except ValueError as e:
+        select_plans = select_specs(a.select_plans)
+    except (ValueError, AttributeError) as e:
         p.error(f"--select-plans: {e}")
 
     if a.data is None:
@@ -170,8 +212,16 @@ def main(argv=None):
     for key, default in RECIPE.items():
         if getattr(a, key) is None:
             setattr(a, key, ckpt["args"][key] if ckpt else default)
+    init = None
     if ckpt:
         cfg = UNetConfig(**{**ckpt["config"], "mults": tuple(ckpt["config"]["mults"])})
+    elif a.init_onnx:
+        from .export import load_onnx_weights
+        init = load_onnx_weights(a.init_onnx)
+        cfg = init.net.cfg
+        if a.dropout is not None:
+            cfg = UNetConfig(**{**cfg.to_json_dict(), "mults": cfg.mults, "dropout": a.dropout})
+        torch.manual_seed(a.seed)
     else:
         cfg = PRESETS[a.preset]
         if a.dropout is not None:
@@ -179,6 +229,8 @@ def main(argv=None):
         torch.manual_seed(a.seed)
 
     model = ConsistencyModel(cfg).to(dev)
+    if init is not None:
+        model.load_state_dict(init.state_dict())
     ema = ConsistencyModel(cfg).to(dev).eval().requires_grad_(False)
     ema.load_state_dict(model.state_dict())
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)

@@ -9,7 +9,8 @@ import onnx
 import pytest
 import torch
 
-from cmtrain.export import DEFAULT_PLANS, check_plans, export_onnx, metadata, random_model
+from cmtrain.export import (DEFAULT_PLANS, check_plans, check_task_plans, export_onnx, load_onnx_weights, metadata,
+                             random_model)
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 RUNNER = os.path.join(os.path.dirname(__file__), "run_onnx.mjs")
@@ -86,3 +87,25 @@ def test_onnx_graph_equals_pytorch(exported, tmp_path):
         for i, s in enumerate(sigmas):
             if s == 0.002:
                 assert np.array_equal(got[i], x[i].numpy())     # f(x, sigma_min) == x in the graph too
+
+
+def test_weights_come_back_from_the_onnx_file(exported):
+    """load_onnx_weights recovers every parameter (GroupNorm's renamed ones too) bit for bit."""
+    model, path = exported
+    back = load_onnx_weights(path)
+    want, got = model.state_dict(), back.state_dict()
+    assert set(want) == set(got)
+    for k in want:
+        assert torch.equal(want[k], got[k]), k
+
+
+def test_task_plans_metadata(tmp_path):
+    model = random_model("tiny", seed=1)
+    plans = {"superres-x4": {"4": {"ts": [26, 28, 31, 33, 39], "start": "estimate", "eta": 0}},
+             "denoise": {"1": {"eta": 0}}}
+    meta = metadata(model, "t", "MIT", "nothing", DEFAULT_PLANS, plans)
+    assert json.loads(meta["cm.task_plans"]) == plans
+    for bad in ({"paint": {"1": {"ts": [0, 39]}}}, {"inpaint": {"2": {"ts": [0, 39]}}},
+                {"denoise": {"1": {"ts": [0, 39]}}}, {"inpaint": {"1": {"ts": [0, 39], "eta": 2}}}):
+        with pytest.raises(ValueError):
+            check_task_plans(bad)

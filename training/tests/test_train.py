@@ -1,5 +1,6 @@
 import contextlib
 import csv
+import json
 import types
 
 import numpy as np
@@ -46,6 +47,30 @@ def test_r_schedule():
     assert (t - r5)[-1] / t[-1] < 1e-3          # late stages: r -> t
 
 
+def test_denoise_below_and_stage_offset():
+    """--denoise-below T: plain denoising targets (r = 0) for t < T at any stage; --stage-offset starts the stages
+    where an --init-onnx model left off."""
+    a = recipe(pretrain_iters=0, stage_iters=10, denoise_below=2.0, stage_offset=6)
+    t = torch.tensor([0.1, 1.9, 2.1, 40.0])
+    r = train.t_to_r(t, train.stage_at(0, a), a)
+    assert train.stage_at(0, a) == 6 and train.stage_at(25, a) == 8
+    assert torch.equal(r[:2], torch.zeros(2)) and (r[2:] > 0.99 * t[2:]).all()
+
+
+def test_mse_loss_is_the_weighted_squared_error():
+    """--loss mse: w(t) * mean squared error (EDM), whose minimiser is the posterior mean."""
+    class Const(torch.nn.Module):
+        def forward(self, x, sigma):
+            return torch.zeros_like(x)
+    x0 = torch.full((2, 3, 4, 4), 0.5)
+    torch.manual_seed(0)
+    loss = train.ect_loss(Const(), x0, -1, recipe(loss="mse"), contextlib.nullcontext)
+    torch.manual_seed(0)
+    t = (torch.randn(2) * 2.0 - 1.1).exp().clamp(0.002, 80.0)
+    w = (t ** 2 + 0.25) / (t * 0.5) ** 2
+    assert torch.allclose(loss, (w * 0.25).mean())
+
+
 def test_a_few_steps_lower_the_loss():
     """30 denoising steps (stage -1) on a fixed synthetic set; t centred higher than the real recipe
     (ln t ~ N(1, 1)) so the loss is not dominated by tiny t, which takes thousands of steps to learn.
@@ -83,7 +108,10 @@ def test_cli_saves_and_resumes(tmp_path):
     with open(out / "select.csv", newline="") as f:
         reader = csv.DictReader(f)
         header, scores = reader.fieldnames, list(reader)
-    assert header[:2] == ["step", "images"] and {"superres@1", "inpaint@2", "score"} <= set(header)
+    # the default plans best.pt is chosen by: warm-started edits (start from the estimate, eta 0)
+    names = [f"{t}@{s['name']}" for s in train.select_specs(json.dumps(train.DEFAULT_SELECT)) for t in ("superres", "inpaint")]
+    assert header[:2] == ["step", "images"] and set(names) | {"score"} <= set(header)
+    assert all(s["start"] == "estimate" and s["eta"] == 0 for s in train.DEFAULT_SELECT)
     assert [int(r["step"]) for r in scores] == [3, 5]
     assert scores[0]["best"] == "1"     # the first score is the best so far
     best = [r for r in scores if r["best"] == "1"][-1]
