@@ -13,9 +13,16 @@ export class Rng {
   private s3: number;
   private spare: number | undefined;
 
-  constructor(seed: number) {
+  /**
+   * @param seed the user's seed
+   * @param stream an independent stream of the same seed (the k-th of --samples K); stream 0 is the seed's own
+   */
+  constructor(seed: number, stream = 0) {
     if (!Number.isInteger(seed) || seed < 0 || seed > MAX_SEED) {
       throw new RangeError(`Expected an integer between 0 and ${MAX_SEED} for seed but received ${seed}`);
+    }
+    if (!Number.isInteger(stream) || stream < 0 || stream > MAX_SEED) {
+      throw new RangeError(`Expected an integer between 0 and ${MAX_SEED} for stream but received ${stream}`);
     }
     let x = seed >>> 0;
     const next = (): number => {
@@ -30,6 +37,16 @@ export class Rng {
     this.s1 = next();
     this.s2 = next();
     this.s3 = next();
+    if (stream > 0) {
+      // Mix the stream number into the state through a second splitmix sequence (never all zero: s0..s3 come from
+      // distinct splitmix outputs, and xor with another sequence's outputs keeps them a function of both inputs).
+      x = (Math.imul(stream, 0x632be5ab) ^ 0x5bd1e995) >>> 0;
+      this.s0 = (this.s0 ^ next()) >>> 0;
+      this.s1 = (this.s1 ^ next()) >>> 0;
+      this.s2 = (this.s2 ^ next()) >>> 0;
+      this.s3 = (this.s3 ^ next()) >>> 0;
+      if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) this.s0 = 1;
+    }
   }
 
   /** A uniform 32-bit unsigned integer. */

@@ -35,6 +35,23 @@ describe('Rng', () => {
     for (const b of buckets) expect(Math.abs(b - 10_000)).toBeLessThan(500);
   });
 
+  test('streams of one seed: stream 0 is the seed itself, the others differ and are uncorrelated', () => {
+    const n = 20_000;
+    const base = new Rng(7).normalTensor(1, 1, 1, n).data;
+    expect([...new Rng(7, 0).normalTensor(1, 1, 1, n).data]).toEqual([...base]);
+    const streams = [1, 2, 3].map((k) => new Rng(7, k).normalTensor(1, 1, 1, n).data);
+    const other = new Rng(8).normalTensor(1, 1, 1, n).data;
+    for (const a of [base, ...streams]) {
+      for (const b of [...streams, other]) {
+        if (a === b) continue;
+        let dot = 0;
+        for (let i = 0; i < n; i++) dot += a[i] * b[i];
+        expect(Math.abs(dot / n)).toBeLessThan(0.04); // |correlation| ~ 1/sqrt(n) = 0.007 for independent streams
+      }
+    }
+    expect(() => new Rng(7, -1)).toThrow(/stream/);
+  });
+
   test.each([-1, 1.5, 2 ** 32])('rejects seed %d', (s) => {
     expect(() => new Rng(s)).toThrow(/seed/);
   });

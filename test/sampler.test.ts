@@ -8,8 +8,11 @@ import { slerp, slerpFrames } from '../src/editing/interpolate.js';
 import { unconstrained } from '../src/editing/operator.js';
 import { patchMeans, superresOperator, upsampleNearest } from '../src/editing/superres.js';
 import { Rng } from '../src/rng.js';
-import { gaussianNoise, sample, type Denoiser } from '../src/sampler/sample.js';
-import { planForSteps, type NoiseGrid } from '../src/sampler/schedule.js';
+import { createHash } from 'node:crypto';
+import { harmonicFill } from '../src/editing/harmonic.js';
+import { resample } from '../src/editing/resample.js';
+import { gaussianNoise, perImageNoise, sample, type Denoiser } from '../src/sampler/sample.js';
+import { karrasSigma, planForSteps, type NoiseGrid } from '../src/sampler/schedule.js';
 import { maxAbsDiff, Tensor } from '../src/tensor.js';
 import { randomTensor } from './helpers/arbitrary.js';
 
@@ -124,6 +127,100 @@ describe('sampler with a constant denoiser', () => {
       onStep: (e) => events.push(e.step * 10 + e.steps),
     });
     expect(events).toEqual([13, 23, 33]);
+  });
+});
+
+describe("the sampler's knobs: start, eta, samples", () => {
+  const sigmas = [26, 30, 39].map((t) => karrasSigma(GRID, t));
+  /** Records every input and returns 0.5 x (a shrinking denoiser), so each step's value can be predicted. */
+  function halving(): Denoiser & { inputs: Tensor[] } {
+    const inputs: Tensor[] = [];
+    return {
+      inputs,
+      async denoise(x) {
+        inputs.push(x.clone());
+        return x.map((v) => 0.5 * v);
+      },
+    };
+  }
+
+  test('start "estimate": the first input is P(estimate) + sigma_0 z_0 (superres: Lanczos of the patch means)', async () => {
+    const y = upsampleNearest(randomTensor(2, 1, 3, 4, 4), 4);
+    const op = superresOperator(y, 4);
+    const lanczos = resample(patchMeans(y, 4), 16, 16, 'lanczos3');
+    expect(maxAbsDiff(op.estimate(), lanczos)).toBe(0);
+    const d = halving();
+    await sample(d, { operator: op, sigmas, sigmaMin: 0.002, noise: gaussianNoise(new Rng(5)), start: 'estimate', eta: 0 });
+    const z0 = new Rng(5).normalTensor(1, 3, 16, 16);
+    const want = op.project(lanczos).map((v, i) => v + sigmas[0] * z0.data[i]);
+    expect(maxAbsDiff(d.inputs[0], want)).toBeLessThan(1e-5);
+  });
+
+  test('eta 0: the next input is the projected estimate itself; eta 0.5: half the fresh noise', async () => {
+    const y = randomTensor(3, 1, 3, 8, 8);
+    const fill = new Tensor(1, 1, 8, 8).map((_, i) => (i % 8 < 4 ? 1 : 0));
+    const op = inpaintOperator(y, fill);
+    expect(maxAbsDiff(op.estimate(), harmonicFill(y, fill))).toBe(0);
+    for (const eta of [0, 0.5]) {
+      const d = halving();
+      const out = await sample(d, { operator: op, sigmas, sigmaMin: 0.002, noise: gaussianNoise(new Rng(8)), start: 'estimate', eta });
+      const rng = new Rng(8);
+      const z0 = rng.normalTensor(1, 3, 8, 8);
+      const x1 = op.project(op.project(op.estimate()).map((v, i) => 0.5 * (v + sigmas[0] * z0.data[i])));
+      const z1 = eta > 0 ? rng.normalTensor(1, 3, 8, 8) : new Tensor(1, 3, 8, 8);
+      const scale = eta * Math.sqrt(sigmas[1] ** 2 - 0.002 ** 2);
+      const second = x1.map((v, i) => v + scale * z1.data[i]);
+      expect(maxAbsDiff(d.inputs[1], second)).toBeLessThan(1e-5);
+      expect(maxAbsDiff(out, op.projectInRange(op.project(second.map((v) => 0.5 * v))))).toBeLessThan(1e-5);
+    }
+  });
+
+  test('--samples K: the mean of K runs, run k on its own noise stream; the known data are kept', async () => {
+    const y = randomTensor(4, 1, 3, 8, 8);
+    const fill = new Tensor(1, 1, 8, 8).map((_, i) => (i > 20 && i < 44 ? 1 : 0));
+    const op = inpaintOperator(y, fill);
+    const squash: Denoiser = { denoise: async (x) => x.map((v) => Math.tanh(v)) };
+    const streams = [0, 1, 2].map((k) => gaussianNoise(new Rng(6, k)));
+    const mean = await sample(squash, { operator: op, sigmas, sigmaMin: 0.002, noise: streams, start: 'estimate' });
+    const each = [];
+    for (const k of [0, 1, 2]) each.push(await sample(squash, { operator: op, sigmas, sigmaMin: 0.002, noise: gaussianNoise(new Rng(6, k)), start: 'estimate' }));
+    expect(maxAbsDiff(mean, each[0].map((v, i) => (v + each[1].data[i] + each[2].data[i]) / 3))).toBeLessThan(1e-6);
+    expect(maxAbsDiff(each[0], each[1])).toBeGreaterThan(0.01);
+    for (let i = 0; i < y.data.length; i++) if (!fill.data[i % 64]) expect(mean.data[i]).toBe(y.data[i]);
+  });
+
+  test('colorize estimate: the gray image of the kept luminance', () => {
+    const y = randomTensor(9, 1, 3, 4, 4);
+    const est = colorizeOperator(y).estimate();
+    const l = luminance(y);
+    for (let c = 0; c < 3; c++) for (let p = 0; p < 16; p++) expect(est.data[c * 16 + p]).toBe(l.data[p]);
+  });
+
+  test('eta outside [0, 1] is refused', async () => {
+    await expect(sample(constant(0), { operator: unconstrained(new Tensor(1, 3, 4, 4)), sigmas, sigmaMin: 0.002, noise: gaussianNoise(new Rng(0)), eta: 2 })).rejects.toThrow(/eta/);
+  });
+
+  test('start known, eta 1, one sample: the same bytes as the sampler before the knobs existed (commit abdb842)', async () => {
+    // Hashes of the outputs of abdb842's sample() on this exact set-up (the pure sampler with an analytic
+    // nonlinear denoiser, so they do not depend on onnxruntime or the CPU).
+    const want = { inpaint: 'e2b52248b00f768a', superres: '514479ba21769251', colorize: '987e36892f53765c', stroke: '41c06e9c7e12d6b8' };
+    const plan = [0, 11, 20, 39].map((t) => karrasSigma(GRID, t));
+    const denoiser: Denoiser = { denoise: async (x, sigma) => x.map((v, i) => Math.tanh((0.8 * v) / (1 + 0.1 * sigma[0])) + 0.05 * Math.sin(i * 0.37)) };
+    const r = new Rng(11);
+    const y = new Tensor(2, 3, 8, 8).map(() => 2 * r.uniform() - 1);
+    const fill = new Tensor(1, 1, 8, 8).map((_, i) => (i % 8 > 2 && i > 20 && i < 50 ? 1 : 0));
+    const ops = {
+      inpaint: inpaintOperator(y, fill),
+      superres: superresOperator(upsampleNearest(new Tensor(2, 3, 4, 4).map(() => 2 * r.uniform() - 1), 2), 2),
+      colorize: colorizeOperator(y),
+      stroke: unconstrained(y),
+    };
+    const got: Record<string, string> = {};
+    for (const [name, operator] of Object.entries(ops)) {
+      const out = await sample(denoiser, { operator, sigmas: plan, sigmaMin: 0.002, noise: perImageNoise([new Rng(3), new Rng(4)]), start: 'known', eta: 1 });
+      got[name] = createHash('sha256').update(Buffer.from(out.data.buffer)).digest('hex').slice(0, 16);
+    }
+    expect(got).toEqual(want);
   });
 });
 

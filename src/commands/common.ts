@@ -7,8 +7,10 @@ import { UsageError, ModelError } from '../errors.js';
 import { MAX_SEED } from '../rng.js';
 import { FORMATS, type ImageFormat } from '../io/image.js';
 import { DEVICES, readModelFile, type DeviceChoice, type ModelFile } from '../runtime/model.js';
+import { MAX_SAMPLES, type PlanTask, type TaskPlan } from '../runtime/card.js';
 import { resolveModel } from '../runtime/registry.js';
-import { parseTs, planForSteps, type Plan } from '../sampler/schedule.js';
+import { START_KINDS, type StartKind } from '../sampler/sample.js';
+import { evaluations, parseTs, planForSteps, planFromTs, type Plan } from '../sampler/schedule.js';
 
 /** Stands for a "-" argument while yargs parses (see cli.ts); `stdio` turns it back into "-". */
 export const DASH = '\u0000-';
@@ -19,6 +21,8 @@ export interface InputArgs {
   recursive: boolean;
   maxPixels?: number;
   keepMetadata: boolean;
+  start?: StartKind;
+  samples?: number;
 }
 
 /** The input images of the image commands: files, folders, or - for stdin. */
@@ -37,7 +41,16 @@ export function withInputs<T>(y: Argv<T>): Argv<T & InputArgs> {
       describe: 'Refuse images with more pixels than this (default: sharp\'s limit, 268402689)',
       requiresArg: true,
     })
-    .option('keep-metadata', { type: 'boolean', default: false, describe: 'Copy EXIF, ICC profile and XMP from each input to its output' }) as never;
+    .option('keep-metadata', { type: 'boolean', default: false, describe: 'Copy EXIF, ICC profile and XMP from each input to its output' })
+    .option('start', {
+      choices: START_KINDS,
+      describe: "Where sampling starts: estimate = the classical answer (Lanczos, harmonic fill, the gray image) noised to the plan's first level; known = the known data alone (the paper) (default: the model's task default)",
+    })
+    .option('samples', {
+      type: 'number',
+      requiresArg: true,
+      describe: `Average this many independent samples (1-${MAX_SAMPLES}): closer to the true image in PSNR, softer, K x the time (default: the model's task default, else 1)`,
+    }) as never;
 }
 
 export interface CommonArgs {
@@ -46,6 +59,7 @@ export interface CommonArgs {
   threads: number;
   steps?: number;
   ts?: string;
+  eta?: number;
   seed?: number;
   class?: number;
   output?: string;
@@ -75,6 +89,11 @@ export function withCommonOptions<T>(y: Argv<T>, defaultSteps: number): Argv<T &
     .option('threads', { type: 'number', default: 0, describe: 'CPU threads for the model (0: onnxruntime default)' })
     .option('steps', { type: 'number', describe: `Network evaluations (default ${defaultSteps}; the model's plan for that count)` })
     .option('ts', { type: 'string', describe: 'Exact plan: grid indices, e.g. 0,22,39 (two evaluations)', requiresArg: true })
+    .option('eta', {
+      type: 'number',
+      requiresArg: true,
+      describe: "Share of fresh noise between steps, 0-1: 1 = the paper (sharper, more varied), 0 = none (closer to the input) (default: the model's task default, else 1)",
+    })
     .option('class', { type: 'number', requiresArg: true, describe: 'Class index for class-conditional models (see: cm models info)' })
     .option('seed', { type: 'number', describe: 'Random seed (same seed, same device: identical output)' })
     .option('quiet', { alias: 'q', type: 'boolean', default: false, describe: 'No progress or warnings on stderr' })
@@ -97,6 +116,13 @@ export function checkCommon(args: CommonArgs): void {
   }
   if (!Number.isInteger(args.batch) || args.batch < 1 || args.batch > 256) {
     throw new UsageError(`Expected an integer between 1 and 256 for --batch but received ${args.batch}`);
+  }
+  if (args.eta !== undefined && !(typeof args.eta === 'number' && args.eta >= 0 && args.eta <= 1)) {
+    throw new UsageError(`Expected a number between 0 and 1 for --eta but received ${args.eta}`);
+  }
+  const samples = (args as Partial<InputArgs>).samples;
+  if (samples !== undefined && !(Number.isInteger(samples) && samples >= 1 && samples <= MAX_SAMPLES)) {
+    throw new UsageError(`Expected an integer between 1 and ${MAX_SAMPLES} for --samples but received ${samples}`);
   }
   if (args.force && args.skipExisting) throw new UsageError('--force and --skip-existing contradict each other: pick one');
   if (args.json && args.output === '-') {
@@ -121,9 +147,64 @@ export async function openModel(args: CommonArgs): Promise<ModelFile> {
   return readModelFile(path);
 }
 
-/** The plan from --ts or --steps (or the command's default number of evaluations). */
+/** How one run samples: the plan and the sampler's three knobs (ALGORITHMS.md 4b). */
+export interface Sampling {
+  plan: Plan;
+  start: StartKind;
+  eta: number;
+  samples: number;
+}
+
+/** The paper's sampler: start from the known data, fresh noise at every step, one sample. */
+export const PAPER: Omit<Sampling, 'plan'> = { start: 'known', eta: 1, samples: 1 };
+
+/** The most evaluations a stored task default may make the default (longer plans stay available with --steps). */
+const MAX_DEFAULT_STEPS = 8;
+
+/**
+ * The plan and knobs of a run, in this order:
+ * - --ts: exactly that plan; it starts from the estimate when it starts part-way (ts[0] > 0), else from the known
+ *   data; eta 1, one sample;
+ * - --steps K (default: the most evaluations, up to 8, the model stores for this task in cm.task_plans, else the
+ *   command's own default): the model's task plan for K with its start, eta and samples; without one, the model's
+ *   cm.plans entry for K (from sigma_max) with the paper's knobs;
+ * - --start, --eta and --samples override the knobs either way.
+ * `own` makes the plan for tasks that start part-way by nature (stroke, denoise), given K and the stored default.
+ */
+export function chooseSampling(
+  args: CommonArgs & Partial<InputArgs>,
+  file: ModelFile,
+  task: PlanTask,
+  defaultSteps: number,
+  own?: (k: number, stored: TaskPlan | undefined) => Plan,
+): Sampling {
+  const { grid, plans } = file.card;
+  const stored = file.card.taskPlans[task] ?? {};
+  const storedK = Object.keys(stored).map(Number).filter((k) => k <= MAX_DEFAULT_STEPS);
+  const k = args.steps ?? (storedK.length ? Math.max(...storedK) : defaultSteps);
+  const entry: TaskPlan | undefined = args.ts === undefined ? stored[String(k)] : undefined;
+  let plan: Plan;
+  if (own) plan = own(k, entry);
+  else if (args.ts !== undefined) plan = parseTs(grid, args.ts);
+  else if (entry?.ts) plan = planFromTs(grid, entry.ts, `the model's ${task} plan for ${k} evaluations`);
+  else plan = planForSteps(grid, k, plans);
+  const base = args.ts !== undefined ? { ...PAPER, start: (plan.ts?.[0] ?? 0) > 0 ? ('estimate' as const) : ('known' as const) } : (entry ?? PAPER);
+  return {
+    plan,
+    start: args.start ?? base.start,
+    eta: args.eta ?? base.eta,
+    samples: args.samples ?? base.samples,
+  };
+}
+
+/** The plan from --ts or --steps (or the command's default number of evaluations), as the model's cm.plans say. */
 export function choosePlan(args: CommonArgs, file: ModelFile, defaultSteps: number): Plan {
   const { grid, plans } = file.card;
   if (args.ts !== undefined) return parseTs(grid, args.ts);
   return planForSteps(grid, args.steps ?? defaultSteps, plans);
+}
+
+/** The record fields that say how a run sampled. */
+export function samplingRecord(s: Sampling): { evaluations: number; ts: number[] | null; start: StartKind; eta: number; samples: number } {
+  return { evaluations: evaluations(s.plan), ts: s.plan.ts ?? null, start: s.start, eta: s.eta, samples: s.samples };
 }

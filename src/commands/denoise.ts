@@ -12,13 +12,13 @@ const task: ImageTask<DenoiseArgs> = {
   name: 'denoise',
   defaultSteps: 1,
   startIsNoisy: true,
-  plan(args, file) {
+  plan(args, file, k) {
     if (args.ts !== undefined) throw new UsageError('denoise starts at the image\'s noise level: use --steps, not --ts');
     if (!(args.noise > 0 && args.noise <= 255)) {
       throw new UsageError(`Expected a number greater than 0 and at most 255 for --noise but received ${args.noise}`);
     }
     // The photo already is x at level sigma: one call f(y, sigma), with sigma in [-1, 1] units (255 = 2).
-    return planFromLevel(file.card.grid, args.noise / 127.5, args.steps ?? task.defaultSteps);
+    return planFromLevel(file.card.grid, args.noise / 127.5, k);
   },
   prepare: async ({ picture }) => startFromPicture(picture),
 };

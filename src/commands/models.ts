@@ -22,6 +22,7 @@ function summary(file: ModelFile, name: string, isDefault: boolean): Record<stri
     classes: card.numClasses,
     grid: card.grid.size,
     plans: card.plans,
+    task_plans: card.taskPlans,
     parameters: card.metadata['cm.params'] ? Number(card.metadata['cm.params']) : null,
     license: card.license,
     trained_on: card.trainedOn,
@@ -63,6 +64,12 @@ async function info(args: InfoArgs): Promise<void> {
   }
   const { card } = file;
   const plans = Object.entries(card.plans).map(([k, ts]) => `${k}: ${ts.join(',')}`);
+  const taskPlans = Object.entries(card.taskPlans).map(
+    ([task, byK]) =>
+      `  ${task.padEnd(12)} ${Object.entries(byK ?? {})
+        .map(([k, p]) => `${k}: ${p.ts ? `ts ${p.ts.join(',')} ` : ''}start ${p.start}, eta ${p.eta}${p.samples > 1 ? `, ${p.samples} samples` : ''}`)
+        .join('; ')}`,
+  );
   const lines = [
     `name:        ${card.name}`,
     `path:        ${file.path}`,
@@ -71,6 +78,8 @@ async function info(args: InfoArgs): Promise<void> {
     `parameters:  ${s.parameters ?? 'unknown'}`,
     `noise:       sigma ${card.grid.sigmaMin}..${card.grid.sigmaMax}, rho ${card.grid.rho}, sigma_data ${card.sigmaData}, grid of ${card.grid.size}`,
     `plans:       ${plans.length ? plans.join('; ') : 'none (evenly spaced)'}`,
+    `task plans:  ${taskPlans.length ? '(the defaults of --steps K per task)' : "none (every task uses the plans above with the paper's sampler: start known, eta 1)"}`,
+    ...taskPlans,
     `license:     ${card.license}`,
     `trained on:  ${card.trainedOn}`,
   ];

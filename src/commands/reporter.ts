@@ -12,6 +12,9 @@ export interface OutputRecord {
   device: string | null;
   evaluations: number | null;
   ts: number[] | null;
+  start?: string;
+  eta?: number;
+  samples?: number;
   seed: number | null;
   seconds: number;
   status: 'ok' | 'error' | 'skipped';

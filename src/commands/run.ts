@@ -14,9 +14,10 @@ import { checkOutput, checkOutputCount, outputFormat, outputPath, STDOUT, writeO
 import { MAX_SEED, Rng } from '../rng.js';
 import type { LoadedModel, ModelFile } from '../runtime/model.js';
 import { perImageNoise, sample, type NoiseSource } from '../sampler/sample.js';
-import { evaluations, type Plan } from '../sampler/schedule.js';
+import type { Plan } from '../sampler/schedule.js';
+import type { PlanTask, TaskPlan } from '../runtime/card.js';
 import type { Tensor } from '../tensor.js';
-import { checkCommon, chooseSeed, choosePlan, openModel, type CommonArgs, type InputArgs } from './common.js';
+import { checkCommon, chooseSampling, chooseSeed, openModel, samplingRecord, type CommonArgs, type InputArgs, type Sampling } from './common.js';
 import { Batch } from './batch.js';
 import { Interrupted, type SignalWatch } from './interrupt.js';
 import { Reporter, type OutputRecord } from './reporter.js';
@@ -40,8 +41,13 @@ export interface EditInput {
 export interface ImageTask<A> {
   name: string;
   defaultSteps: number;
-  /** A plan the task makes itself (guided and denoising tasks start part-way); otherwise from --steps/--ts. */
-  plan?(args: A, file: ModelFile): Plan;
+  /** The key of the task's stored defaults in the model's cm.task_plans (default: the task's name). */
+  planTask?(args: A): PlanTask;
+  /**
+   * A plan the task makes itself (guided and denoising tasks start part-way), for K evaluations given the model's
+   * stored default for K (if any); otherwise from --ts / --steps (see chooseSampling).
+   */
+  plan?(args: A, file: ModelFile, k: number, stored: TaskPlan | undefined): Plan;
   /** The start already carries noise of the plan's first level (denoising). */
   startIsNoisy?: boolean;
   /** Extra name-template variables ({scale}). */
@@ -111,8 +117,9 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
 
   await batch.run(async (signals) => {
     const file = await openModel(args);
-    const plan = task.plan ? task.plan(args, file) : choosePlan(args, file, task.defaultSteps);
-    for (const job of jobs) Object.assign(job.record, { model: file.path, evaluations: evaluations(plan), ts: plan.ts ?? null });
+    const own = task.plan && ((k: number, stored: TaskPlan | undefined) => (task.plan as NonNullable<typeof task.plan>)(args, file, k, stored));
+    const sampling = chooseSampling(args, file, task.planTask?.(args) ?? (task.name as PlanTask), task.defaultSteps, own);
+    for (const job of jobs) Object.assign(job.record, { model: file.path, ...samplingRecord(sampling) });
     const seen = new Map<string, string>();
     const pending = jobs.filter((job) => {
       const first = seen.get(job.output);
@@ -147,7 +154,7 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
         if (group.length === 0) continue;
         let results: Tensor[];
         try {
-          results = await runEdits(model, group, plan, task.startIsNoisy ?? false, reporter, signals, batch);
+          results = await runEdits(model, group, sampling, task.startIsNoisy ?? false, reporter, signals, batch);
         } catch (e) {
           if (e instanceof Interrupted || e instanceof ModelError) throw e;
           for (const { job } of group) batch.fail(job.record, e);
@@ -177,7 +184,7 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
 async function runEdits(
   model: LoadedModel,
   group: Prepared[],
-  plan: Plan,
+  sampling: Sampling,
   startIsNoisy: boolean,
   reporter: Reporter,
   signals: SignalWatch,
@@ -195,9 +202,13 @@ async function runEdits(
   }
   const x = await sample(model, {
     operator: stackOperators(ops),
-    sigmas: plan.sigmas,
+    sigmas: sampling.plan.sigmas,
     sigmaMin: model.card.grid.sigmaMin,
-    noise: perImageNoise(group.map(({ job }) => new Rng(job.seed))),
+    // Sample k of image i draws from stream k of the image's seed: the result depends on neither --batch nor the
+    // other images, and --samples 1 is the image's own seed stream.
+    noise: Array.from({ length: sampling.samples }, (_, k) => perImageNoise(group.map(({ job }) => new Rng(job.seed, k)))),
+    start: sampling.start,
+    eta: sampling.eta,
     startIsNoisy,
     onStep: (e) => {
       batch.step(e, group.map(({ job }) => job.item.path));
@@ -241,8 +252,8 @@ export async function runGeneration<A extends CommonArgs>(
   const records = outputs.map((o) => ({ ...batch.newRecord(null, seed), output: o }));
   await batch.run(async (signals) => {
     const file = await openModel(args);
-    const plan = choosePlan(args, file, task.defaultSteps);
-    for (const r of records) Object.assign(r, { model: file.path, evaluations: evaluations(plan), ts: plan.ts ?? null });
+    const sampling = chooseSampling(args, file, task.name as PlanTask, task.defaultSteps);
+    for (const r of records) Object.assign(r, { model: file.path, ...samplingRecord(sampling) });
     for (const o of outputs) checkOutput(o, args.force, args.outDir !== undefined);
     const gen = task.build(file, new Rng(seed), count);
     const model = await batch.startModel(file, args);
@@ -250,7 +261,8 @@ export async function runGeneration<A extends CommonArgs>(
     try {
       const result = await sample(model, {
         operator: gen.operator,
-        sigmas: plan.sigmas,
+        sigmas: sampling.plan.sigmas,
+        eta: sampling.eta,
         sigmaMin: file.card.grid.sigmaMin,
         noise: gen.noise,
         onStep: (e) => {

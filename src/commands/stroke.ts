@@ -1,19 +1,24 @@
 import type { CommandModule } from 'yargs';
-import { evenPlan, parseTs, strengthToIndex } from '../sampler/schedule.js';
+import { evenPlan, parseTs, planFromTs, strengthToIndex } from '../sampler/schedule.js';
 import { withInputs, withCommonOptions } from './common.js';
 import { runImageTask, startFromPicture, type ImageArgs, type ImageTask } from './run.js';
 
 interface StrokeArgs extends ImageArgs {
-  strength: number;
+  strength?: number;
 }
+
+/** --strength without a stored default: sigma 5.38 on a 40-level grid, the paper's start. */
+const DEFAULT_STRENGTH = 0.6;
 
 const task: ImageTask<StrokeArgs> = {
   name: 'stroke',
   defaultSteps: 2,
-  // SDEdit: start from the stroke image noised to an intermediate level (set by --strength); nothing is projected.
-  plan(args, { card: { grid } }) {
+  // SDEdit: start from the stroke image noised to an intermediate level (set by --strength, else the model's stored
+  // stroke plan); nothing is projected.
+  plan(args, { card: { grid } }, k, stored) {
     if (args.ts !== undefined) return parseTs(grid, args.ts);
-    return evenPlan(grid, args.steps ?? task.defaultSteps, strengthToIndex(grid, args.strength));
+    if (args.strength === undefined && stored?.ts) return planFromTs(grid, stored.ts, `the model's stroke plan for ${k} evaluations`);
+    return evenPlan(grid, k, strengthToIndex(grid, args.strength ?? DEFAULT_STRENGTH));
   },
   prepare: async ({ picture }) => startFromPicture(picture),
 };
@@ -26,8 +31,7 @@ export const strokeCommand: CommandModule<object, StrokeArgs> = {
       withInputs(y)
         .option('strength', {
           type: 'number',
-          default: 0.6,
-          describe: 'How far from the strokes to go: 1 starts from pure noise, small values stay close (0.6: sigma 5.38 on a 40-level grid)',
+          describe: `How far from the strokes to go: 1 starts from pure noise, small values stay close (default: the model's stroke plan, else ${DEFAULT_STRENGTH}: sigma 5.38 on a 40-level grid)`,
         }),
       task.defaultSteps,
     ) as never,

@@ -1,6 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { superresOperator, upsampleNearest } from '../editing/superres.js';
 import { UsageError } from '../errors.js';
+import type { PlanTask } from '../runtime/card.js';
 import { resizeAlpha, resizeTensor } from '../io/image.js';
 import { withInputs, withCommonOptions } from './common.js';
 import { runImageTask, type ImageArgs, type ImageTask } from './run.js';
@@ -15,6 +16,7 @@ const task: ImageTask<SuperresArgs> = {
   name: 'superres',
   defaultSteps: 2,
   nameVars: (args) => ({ scale: args.scale }),
+  planTask: (args) => `superres-x${args.scale}` as PlanTask,
   async prepare({ picture }, args, file) {
     const p = args.scale;
     const res = file.card.resolution;

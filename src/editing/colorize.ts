@@ -5,7 +5,7 @@
  */
 import { Tensor } from '../tensor.js';
 import { projectBlockInRange } from './box.js';
-import type { Operator } from './operator.js';
+import { once, type Operator } from './operator.js';
 
 /** ITU-R BT.601 luma weights, as in the paper's code. */
 export const LUMA: readonly [number, number, number] = [0.2989, 0.587, 0.114];
@@ -38,11 +38,18 @@ function withLuminance(x: Tensor, target: Tensor): Tensor {
   });
 }
 
-/** @param y any RGB image whose luminance is the one to keep (e.g. a gray image replicated over 3 channels) */
+/**
+ * @param y any RGB image whose luminance is the one to keep (e.g. a gray image replicated over 3 channels); its
+ * classical estimate is the gray image of that luminance
+ */
 export function colorizeOperator(y: Tensor): Operator {
   const target = luminance(y);
   return {
     start: withLuminance(y.zerosLike(), target),
+    estimate: once(() => {
+      const plane = y.h * y.w;
+      return y.map((_, i) => target.data[Math.floor(i / (3 * plane)) * plane + (i % plane)]);
+    }),
     project: (x) => withLuminance(x, target),
     projectInRange: (x) => {
       const out = x.clone();

@@ -1,8 +1,10 @@
 /**
- * Inpainting: A = identity, Omega = the mask. P(x) = keep * y + fill * x, exactly, per pixel. Pure.
+ * Inpainting: A = identity, Omega = the mask. P(x) = keep * y + fill * x, exactly, per pixel. Its classical estimate
+ * is the harmonic fill of the hole. Pure.
  */
 import { clamp, Tensor } from '../tensor.js';
-import type { Operator } from './operator.js';
+import { harmonicFill } from './harmonic.js';
+import { once, type Operator } from './operator.js';
 
 /**
  * @param y the reference [N,C,H,W]
@@ -21,5 +23,5 @@ export function inpaintOperator(y: Tensor, fill: Tensor): Operator {
   const start = y.map((v, i) => (1 - m(i)) * v);
   const project = (x: Tensor): Tensor => x.map((v, i) => (1 - m(i)) * yd[i] + m(i) * v);
   // Pixels are independent: clamping the generated ones is the exact projection (y is in range already).
-  return { start, project, projectInRange: (x) => project(clamp(x)) };
+  return { start, estimate: once(() => harmonicFill(y, fill)), project, projectInRange: (x) => project(clamp(x)) };
 }

@@ -10,6 +10,12 @@ export interface Operator {
    * (SDEdit) the guide image itself; zeros for unconditional generation.
    */
   readonly start: Tensor;
+  /**
+   * The task's classical estimate of the whole answer (ALGORITHMS.md 4b): Lanczos upsampling, the harmonic fill,
+   * the gray image; for guided and denoising tasks the input itself. A warm-started plan begins from P(estimate).
+   * Computed on first use.
+   */
+  estimate(): Tensor;
   /** P(x) = A^T[(A y)(1 - Omega) + (A x) Omega]: the known coordinates of y, the generated ones of x. Idempotent. */
   project(x: Tensor): Tensor;
   /**
@@ -21,7 +27,20 @@ export interface Operator {
 
 /** Nothing known: sampling starts from `start` (zeros, or a guide image for SDEdit) and no projection is made. */
 export function unconstrained(start: Tensor): Operator {
-  return { start, project: (x) => x, projectInRange: (x) => clamp(x) };
+  return { start, estimate: () => start, project: (x) => x, projectInRange: (x) => clamp(x) };
+}
+
+/** A function computed on its first call only. */
+export function once<T>(f: () => T): () => T {
+  let value: T | undefined;
+  let done = false;
+  return () => {
+    if (!done) {
+      value = f();
+      done = true;
+    }
+    return value as T;
+  };
 }
 
 /** Several single-image operators as one operator over their batch (image i of x goes to operator i). */
@@ -33,6 +52,7 @@ export function stackOperators(ops: readonly Operator[]): Operator {
   };
   return {
     start: concatBatch(ops.map((op) => op.start)),
+    estimate: once(() => concatBatch(ops.map((op) => op.estimate()))),
     project: (x) => each(x, (op, xi) => op.project(xi)),
     projectInRange: (x) => each(x, (op, xi) => op.projectInRange(xi)),
   };

@@ -1,11 +1,13 @@
 /**
  * Super-resolution by p: per channel and p x p patch, A = an orthogonal p^2 x p^2 matrix whose first row is 1/p
  * everywhere, so the first coordinate is p times the patch mean; it is known, the rest are generated.
- * Closed form: P(x) = x - patchmean(x) + patchmean(y). Pure.
+ * Closed form: P(x) = x - patchmean(x) + patchmean(y). Its classical estimate is the Lanczos-3 upsampling of the
+ * low-res image (the patch means). Pure.
  */
 import { Tensor } from '../tensor.js';
 import { projectBlockInRange } from './box.js';
-import type { Operator } from './operator.js';
+import { once, type Operator } from './operator.js';
+import { resample } from './resample.js';
 
 /** Mean of every p x p patch, one value per patch: [N,C,H/p,W/p]. */
 export function patchMeans(x: Tensor, p: number): Tensor {
@@ -46,6 +48,7 @@ export function superresOperator(y: Tensor, p: number): Operator {
   const idx = new Int32Array(p * p);
   return {
     start: keep,
+    estimate: once(() => resample(target, y.w, y.h, 'lanczos3')),
     project: (x) => {
       const shift = upsampleNearest(patchMeans(x, p), p);
       return x.map((v, i) => v - shift.data[i] + keep.data[i]);

@@ -2,7 +2,22 @@
  * The model contract, version 1 (ARCHITECTURE.md): the metadata a `cm` model carries, parsed and checked. Pure.
  */
 import { ModelError } from '../errors.js';
+import { START_KINDS, type StartKind } from '../sampler/sample.js';
 import type { NoiseGrid } from '../sampler/schedule.js';
+
+/** The tasks a model may store defaults for in `cm.task_plans`. */
+export const PLAN_TASKS = ['inpaint', 'colorize', 'superres-x2', 'superres-x4', 'superres-x8', 'denoise', 'stroke', 'generate', 'interpolate'] as const;
+export type PlanTask = (typeof PLAN_TASKS)[number];
+/** The most --samples a stored default may ask for. */
+export const MAX_SAMPLES = 64;
+
+/** One stored default: the plan (grid indices; denoise has none, it starts at the image's noise level) and knobs. */
+export interface TaskPlan {
+  ts?: number[];
+  start: StartKind;
+  eta: number;
+  samples: number;
+}
 
 export interface ModelCard {
   name: string;
@@ -12,6 +27,8 @@ export interface ModelCard {
   grid: NoiseGrid;
   /** Evaluations -> grid indices (the `ts` format), from `cm.plans`. */
   plans: Record<string, number[]>;
+  /** Task -> evaluations -> the measured default plan and knobs for that task, from the optional `cm.task_plans`. */
+  taskPlans: Partial<Record<PlanTask, Record<string, TaskPlan>>>;
   numClasses: number;
   license: string;
   trainedOn: string;
@@ -53,6 +70,7 @@ export function parseModelCard(props: Record<string, string>, file: string): Mod
     sigmaData: num('cm.sigma_data', positive, 'a positive number'),
     grid,
     plans: parsePlans(props['cm.plans'], grid.size, file),
+    taskPlans: parseTaskPlans(props['cm.task_plans'], grid.size, file),
     numClasses: props['cm.num_classes'] === undefined ? 0 : num('cm.num_classes', (v) => Number.isInteger(v) && v >= 0, 'a whole number'),
     license: props['cm.license'] ?? 'unknown',
     trainedOn: props['cm.trained_on'] ?? 'unknown',
@@ -74,13 +92,63 @@ function parsePlans(raw: string | undefined, size: number, file: string): Record
   }
   const plans: Record<string, number[]> = {};
   for (const [k, ts] of Object.entries(parsed)) {
-    const valid =
-      Array.isArray(ts) &&
-      ts.length === Number(k) + 1 &&
-      ts.every((t, i) => Number.isInteger(t) && t >= 0 && t < size && (i === 0 || t > ts[i - 1])) &&
-      ts[ts.length - 1] === size - 1;
-    if (!valid) throw new ModelError(`${file}: cm.plans entry ${k}: ${JSON.stringify(ts)} is not a plan of ${k} evaluations on a grid of ${size}`);
-    plans[k] = ts as number[];
+    if (!isPlan(ts, k, size)) throw new ModelError(`${file}: cm.plans entry ${k}: ${JSON.stringify(ts)} is not a plan of ${k} evaluations on a grid of ${size}`);
+    plans[k] = ts;
   }
   return plans;
+}
+
+/** k + 1 strictly increasing grid indices ending at the grid's last. */
+function isPlan(ts: unknown, k: string, size: number): ts is number[] {
+  return (
+    /^[1-9]\d*$/.test(k) &&
+    Array.isArray(ts) &&
+    ts.length === Number(k) + 1 &&
+    ts.every((t, i) => Number.isInteger(t) && t >= 0 && t < size && (i === 0 || t > ts[i - 1])) &&
+    ts[ts.length - 1] === size - 1
+  );
+}
+
+/**
+ * `cm.task_plans` (optional): {"superres-x4": {"4": {"ts": [26,28,31,33,39], "start": "estimate", "eta": 0}}, ...};
+ * `samples` defaults to 1; denoise entries carry no ts (denoising starts at the image's noise level).
+ */
+function parseTaskPlans(raw: string | undefined, size: number, file: string): ModelCard['taskPlans'] {
+  if (raw === undefined || raw === '') return {};
+  const bad = (what: string): ModelError => new ModelError(`${file}: cm.task_plans: ${what}`);
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw bad(`not JSON: ${JSON.stringify(raw.slice(0, 60))}`);
+  }
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (!isObject(parsed)) throw bad('expected an object of task -> evaluations -> plan');
+  const out: ModelCard['taskPlans'] = {};
+  for (const [task, byK] of Object.entries(parsed)) {
+    if (!(PLAN_TASKS as readonly string[]).includes(task)) throw bad(`unknown task ${JSON.stringify(task)} (known: ${PLAN_TASKS.join(', ')})`);
+    if (!isObject(byK)) throw bad(`${task}: expected an object of evaluations -> plan`);
+    const plans: Record<string, TaskPlan> = {};
+    for (const [k, entry] of Object.entries(byK)) {
+      const where = `${task} ${k}`;
+      if (!/^[1-9]\d*$/.test(k)) throw bad(`${where}: ${JSON.stringify(k)} is not a number of evaluations`);
+      if (!isObject(entry)) throw bad(`${where}: expected an object {ts, start, eta, samples}`);
+      const { ts, start = 'known', eta = 1, samples = 1 } = entry;
+      if (task === 'denoise' ? ts !== undefined : !isPlan(ts, k, size)) {
+        throw bad(
+          task === 'denoise'
+            ? `${where}: denoise starts at the image's noise level and takes no ts`
+            : `${where}: ts ${JSON.stringify(ts)} is not a plan of ${k} evaluations on a grid of ${size} (indices 0..${size - 1}, increasing, ending at ${size - 1})`,
+        );
+      }
+      if (!START_KINDS.includes(start as StartKind)) throw bad(`${where}: start ${JSON.stringify(start)} is not one of ${START_KINDS.join(', ')}`);
+      if (typeof eta !== 'number' || !(eta >= 0 && eta <= 1)) throw bad(`${where}: eta ${JSON.stringify(eta)} is not a number between 0 and 1`);
+      if (!Number.isInteger(samples) || (samples as number) < 1 || (samples as number) > MAX_SAMPLES) {
+        throw bad(`${where}: samples ${JSON.stringify(samples)} is not an integer between 1 and ${MAX_SAMPLES}`);
+      }
+      plans[k] = { ...(ts === undefined ? {} : { ts: [...(ts as number[])] }), start: start as StartKind, eta, samples: samples as number };
+    }
+    out[task as PlanTask] = plans;
+  }
+  return out;
 }

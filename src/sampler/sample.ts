@@ -1,7 +1,9 @@
 /**
- * The one multistep consistency sampler (ALGORITHMS.md sections 3-4). Every task runs through `sample`: it only
- * differs in the operator (where sampling starts, and the projection onto the known data) and in the plan.
- * Pure: the network is behind the Denoiser interface, randomness behind a NoiseSource.
+ * The one multistep consistency sampler (ALGORITHMS.md sections 3, 4 and 4b). Every task runs through `sample`: it
+ * only differs in the operator (the known data, its projection, its classical estimate), the plan and the three
+ * knobs: where sampling starts (the known part alone, or the projected estimate), how much fresh noise comes back
+ * between steps (eta), and how many independent samples are averaged. start "known" with eta 1 and one sample is
+ * the paper's Algorithm 4. Pure: the network is behind the Denoiser interface, randomness behind NoiseSources.
  */
 import { addScaled, clamp, concatBatch, Tensor } from '../tensor.js';
 import type { Operator } from '../editing/operator.js';
@@ -15,7 +17,7 @@ export interface Denoiser {
 export type NoiseSource = (step: number, like: Tensor) => Tensor;
 
 export interface StepEvent {
-  /** 1-based step number and the total number of evaluations. */
+  /** 1-based step number and the total number of evaluations (over all samples). */
   step: number;
   steps: number;
   sigma: number;
@@ -23,31 +25,73 @@ export interface StepEvent {
   denoised: Tensor;
 }
 
+/** Where sampling starts: the known part alone (Algorithm 4) or the projected classical estimate (warm start). */
+export type StartKind = 'known' | 'estimate';
+export const START_KINDS: readonly StartKind[] = ['known', 'estimate'];
+
 export interface SampleOptions {
   operator: Operator;
   /** Noise levels: the model is evaluated at each but the last (see schedule.ts). */
   sigmas: readonly number[];
   sigmaMin: number;
-  noise: NoiseSource;
+  /** One noise source per sample; with several, their outputs are averaged (--samples K). */
+  noise: NoiseSource | readonly NoiseSource[];
   /** The start already carries noise of level sigmas[0] (denoising a noisy photo): add none before the first step. */
   startIsNoisy?: boolean;
+  /** Default "known". */
+  start?: StartKind;
+  /** The share of fresh noise between steps, in [0, 1]; default 1 (the paper). */
+  eta?: number;
   onStep?: (event: StepEvent) => void;
 }
 
+/**
+ * x = start + sigma_0 z_0; per step x0 = P(clamp(f(x, sigma_i))) and x = x0 + eta sqrt(sigma_{i+1}^2 - eps^2) z_{i+1};
+ * the output is the last x0 projected into [-1, 1] with the known data kept. With K noise sources the K outputs are
+ * averaged: P is affine and the in-range set convex, so the mean keeps the known data and the range too.
+ */
 export async function sample(denoiser: Denoiser, options: SampleOptions): Promise<Tensor> {
-  const { operator, sigmas, sigmaMin, noise, onStep } = options;
+  const { operator, sigmas } = options;
   if (sigmas.length < 2) throw new RangeError(`Expected at least two noise levels but received ${sigmas.length}`);
+  const eta = options.eta ?? 1;
+  if (!(eta >= 0 && eta <= 1)) throw new RangeError(`Expected eta between 0 and 1 but received ${eta}`);
+  const noises = typeof options.noise === 'function' ? [options.noise] : options.noise;
+  if (noises.length < 1) throw new RangeError('Expected at least one noise source');
   const steps = sigmas.length - 1;
-  const start = operator.start;
+  const total = steps * noises.length;
+  let sum: Float64Array | undefined;
+  let last: Tensor | undefined;
+  for (let k = 0; k < noises.length; k++) {
+    const out = await sampleOnce(denoiser, options, noises[k], eta, (e) => options.onStep?.({ ...e, step: k * steps + e.step, steps: total }));
+    if (noises.length === 1) return out;
+    sum ??= new Float64Array(out.data.length);
+    for (let i = 0; i < sum.length; i++) sum[i] += out.data[i];
+    last = out;
+  }
+  const mean = (last as Tensor).zerosLike();
+  for (let i = 0; i < mean.data.length; i++) mean.data[i] = (sum as Float64Array)[i] / noises.length;
+  return mean;
+}
+
+async function sampleOnce(
+  denoiser: Denoiser,
+  options: SampleOptions,
+  noise: NoiseSource,
+  eta: number,
+  onStep: (event: StepEvent) => void,
+): Promise<Tensor> {
+  const { operator, sigmas, sigmaMin } = options;
+  const steps = sigmas.length - 1;
+  const start = options.start === 'estimate' && !options.startIsNoisy ? operator.project(operator.estimate()) : operator.start;
   let x = options.startIsNoisy ? start : addScaled(start, sigmas[0], noise(0, start));
   let x0 = x;
   for (let i = 0; i < steps; i++) {
     const sigma = sigmas[i];
     const f = await denoiser.denoise(x, new Float32Array(x.n).fill(sigma));
     x0 = operator.project(clamp(f));
-    onStep?.({ step: i + 1, steps, sigma, denoised: x0 });
+    onStep({ step: i + 1, steps, sigma, denoised: x0 });
     const next = sigmas[i + 1];
-    const scale = Math.sqrt(Math.max(0, next * next - sigmaMin * sigmaMin));
+    const scale = eta * Math.sqrt(Math.max(0, next * next - sigmaMin * sigmaMin));
     x = scale > 0 ? addScaled(x0, scale, noise(i + 1, x0)) : x0;
   }
   return operator.projectInRange(x);

@@ -1,0 +1,140 @@
+/**
+ * Per-task defaults stored with the model (cm.task_plans) and the sampler's flags (--start, --eta, --samples),
+ * end to end through the built CLI on the tiny test model with metadata added here.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { beforeAll, describe, expect, test } from 'vitest';
+import { ModelError } from '../src/errors.js';
+import { parseModelCard } from '../src/runtime/card.js';
+import { withMetadata } from './helpers/onnx.js';
+import { CM_BIN, TINY_MODEL } from './helpers/paths.js';
+
+let dir: string;
+const at = (name: string): string => join(dir, name);
+
+function cm(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CM_BIN, ...args], { cwd: dir });
+  return { status: r.status, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
+}
+
+const PLANS = {
+  inpaint: { '3': { ts: [20, 26, 30, 39], start: 'estimate', eta: 0 }, '1': { ts: [30, 39], start: 'estimate', eta: 0 } },
+  'superres-x4': { '2': { ts: [24, 30, 39], start: 'estimate', eta: 0.5, samples: 2 } },
+  denoise: { '1': { eta: 0 } },
+};
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'cm-task-plans-'));
+  const tiny = readFileSync(TINY_MODEL);
+  writeFileSync(at('planned.onnx'), withMetadata(tiny, { 'cm.task_plans': JSON.stringify(PLANS) }));
+  writeFileSync(at('bad-json.onnx'), withMetadata(tiny, { 'cm.task_plans': '{"inpaint": ' }));
+  writeFileSync(at('bad-task.onnx'), withMetadata(tiny, { 'cm.task_plans': '{"paint":{"1":{"ts":[0,39]}}}' }));
+  writeFileSync(at('bad-index.onnx'), withMetadata(tiny, { 'cm.task_plans': '{"inpaint":{"1":{"ts":[30,45]}}}' }));
+  const px = Buffer.alloc(64 * 64 * 3);
+  for (let i = 0; i < px.length; i++) px[i] = (i * 7 + (i >> 6)) % 256;
+  await sharp(px, { raw: { width: 64, height: 64, channels: 3 } }).png().toFile(at('img.png'));
+  const m = Buffer.alloc(64 * 64);
+  for (let y = 20; y < 44; y++) for (let x = 16; x < 40; x++) m[y * 64 + x] = 255;
+  await sharp(m, { raw: { width: 64, height: 64, channels: 1 } }).png().toFile(at('mask.png'));
+});
+
+const run = (...args: string[]) => cm([...args, '--device', 'cpu', '-q', '--seed', '3']);
+const record = (stdout: string) => JSON.parse(stdout.trim().split('\n').pop() as string);
+
+describe('cm.task_plans', () => {
+  test('--steps defaults to the task plan with the most evaluations, with its start and eta', async () => {
+    const r = run('inpaint', 'img.png', '--mask', 'mask.png', '--model', 'planned.onnx', '-o', 'a.png', '--json');
+    expect(r.status).toBe(0);
+    expect(record(r.stdout)).toMatchObject({ evaluations: 3, ts: [20, 26, 30, 39], start: 'estimate', eta: 0, samples: 1 });
+    // Every unmasked pixel is the input's.
+    const [a, img] = await Promise.all(['a.png', 'img.png'].map((f) => sharp(at(f)).raw().toBuffer()));
+    for (let p = 0; p < 64 * 64; p++) {
+      const x = p % 64;
+      const y = (p - x) / 64;
+      if (x >= 16 && x < 40 && y >= 20 && y < 44) continue;
+      for (let c = 0; c < 3; c++) expect(a[p * 3 + c]).toBe(img[p * 3 + c]);
+    }
+  });
+
+  test('--steps K picks the stored plan for K; flags override its knobs; a task without plans keeps the paper', () => {
+    const one = run('inpaint', 'img.png', '--mask', 'mask.png', '--model', 'planned.onnx', '-o', 'b.png', '--json', '--steps', '1', '--eta', '0.3');
+    expect(record(one.stdout)).toMatchObject({ evaluations: 1, ts: [30, 39], start: 'estimate', eta: 0.3 });
+    const sr = run('superres', 'img.png', '-x', '4', '--model', 'planned.onnx', '-o', 'c.png', '--json');
+    expect(record(sr.stdout)).toMatchObject({ evaluations: 2, ts: [24, 30, 39], start: 'estimate', eta: 0.5, samples: 2 });
+    const col = run('colorize', 'img.png', '--model', 'planned.onnx', '-o', 'd.png', '--json');
+    expect(record(col.stdout)).toMatchObject({ evaluations: 2, ts: [0, 22, 39], start: 'known', eta: 1, samples: 1 });
+    const dn = run('denoise', 'img.png', '--noise', '20', '--model', 'planned.onnx', '-o', 'e.png', '--json');
+    expect(record(dn.stdout)).toMatchObject({ evaluations: 1, eta: 0 });
+  });
+
+  test('--ts starting part-way starts from the estimate, from the start of the grid from the known data', () => {
+    const late = run('inpaint', 'img.png', '--mask', 'mask.png', '--model', 'planned.onnx', '-o', 'f.png', '--json', '--ts', '26,39');
+    expect(record(late.stdout)).toMatchObject({ ts: [26, 39], start: 'estimate', eta: 1 });
+    const early = run('inpaint', 'img.png', '--mask', 'mask.png', '--model', 'planned.onnx', '-o', 'g.png', '--json', '--ts', '0,39');
+    expect(record(early.stdout)).toMatchObject({ ts: [0, 39], start: 'known', eta: 1 });
+  });
+
+  test('--samples: the same seed gives the same bytes; another sample count another image', () => {
+    const a = run('superres', 'img.png', '-x', '4', '--model', TINY_MODEL, '-o', 's1.png', '--samples', '3', '--ts', '20,30,39');
+    const b = run('superres', 'img.png', '-x', '4', '--model', TINY_MODEL, '-o', 's2.png', '--samples', '3', '--ts', '20,30,39');
+    const c = run('superres', 'img.png', '-x', '4', '--model', TINY_MODEL, '-o', 's3.png', '--samples', '1', '--ts', '20,30,39');
+    expect([a.status, b.status, c.status]).toEqual([0, 0, 0]);
+    expect(readFileSync(at('s1.png')).equals(readFileSync(at('s2.png')))).toBe(true);
+    expect(readFileSync(at('s1.png')).equals(readFileSync(at('s3.png')))).toBe(false);
+  });
+
+  test.each([
+    ['bad-json.onnx', /^cm: bad-json\.onnx: cm\.task_plans: not JSON/],
+    ['bad-task.onnx', /^cm: bad-task\.onnx: cm\.task_plans: unknown task "paint" \(known: inpaint, /],
+    ['bad-index.onnx', /^cm: bad-index\.onnx: cm\.task_plans: inpaint 1: ts \[30,45\] is not a plan of 1 evaluations on a grid of 40/],
+  ])('a bad cm.task_plans in %s is a model error (exit 4, one line)', (model, message) => {
+    const r = run('inpaint', 'img.png', '--mask', 'mask.png', '--model', model, '-o', 'never.png');
+    expect(r.status).toBe(4);
+    expect(r.stderr).toMatch(message);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  test.each([
+    [['--eta', '1.5'], /^cm: Expected a number between 0 and 1 for --eta but received 1\.5\n$/],
+    [['--samples', '0'], /^cm: Expected an integer between 1 and 64 for --samples but received 0\n$/],
+    [['--start', 'middle'], /start/],
+  ])('%j is a usage error', (flags, message) => {
+    const r = run('colorize', 'img.png', '--model', TINY_MODEL, '-o', 'never.png', ...flags);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(message);
+  });
+
+  test('cm models info shows the task plans', () => {
+    const r = cm(['models', 'info', 'planned.onnx']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/task plans: {2}\(the defaults of --steps K per task\)\n {2}inpaint {6}1: ts 30,39 start estimate, eta 0; 3: ts 20,26,30,39 start estimate, eta 0\n/);
+    expect(r.stdout).toMatch(/superres-x4 {2}2: ts 24,30,39 start estimate, eta 0\.5, 2 samples/);
+    const plain = cm(['models', 'info', TINY_MODEL]);
+    expect(plain.stdout).toMatch(/task plans: {2}none/);
+  });
+});
+
+describe('parseModelCard: cm.task_plans', () => {
+  const base = { 'cm.format': '1', 'cm.resolution': '64', 'cm.channels': '3', 'cm.sigma_min': '0.002', 'cm.sigma_max': '80', 'cm.sigma_data': '0.5', 'cm.rho': '7', 'cm.grid': '40' };
+  test.each([
+    ['[1,2]', /expected an object/],
+    ['{"inpaint":{"x":{"ts":[0,39]}}}', /"x" is not a number of evaluations/],
+    ['{"inpaint":{"1":{"ts":[0,39],"start":"middle"}}}', /start "middle" is not one of known, estimate/],
+    ['{"inpaint":{"1":{"ts":[0,39],"eta":-0.1}}}', /eta -0.1 is not a number between 0 and 1/],
+    ['{"inpaint":{"1":{"ts":[0,39],"samples":100}}}', /samples 100 is not an integer between 1 and 64/],
+    ['{"inpaint":{"2":{"ts":[0,39]}}}', /not a plan of 2 evaluations/],
+    ['{"denoise":{"1":{"ts":[0,39]}}}', /denoise starts at the image's noise level and takes no ts/],
+  ])('refuses %s', (raw, message) => {
+    expect(() => parseModelCard({ ...base, 'cm.task_plans': raw }, 'm.onnx')).toThrow(ModelError);
+    expect(() => parseModelCard({ ...base, 'cm.task_plans': raw }, 'm.onnx')).toThrow(message);
+  });
+
+  test('fills in the defaults: start known, eta 1, one sample', () => {
+    const card = parseModelCard({ ...base, 'cm.task_plans': '{"stroke":{"2":{"ts":[16,20,39]}}}' }, 'm.onnx');
+    expect(card.taskPlans.stroke).toEqual({ '2': { ts: [16, 20, 39], start: 'known', eta: 1, samples: 1 } });
+  });
+});
