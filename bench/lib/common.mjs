@@ -90,9 +90,10 @@ export function assembleResults(dir) {
 /** The commit the measured code is at, and the files under src/ that differ from it (others may be editing). */
 export function codeVersion() {
   try {
-    const git = (args) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const git = (args) => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    // Porcelain lines are "XY path": keep their leading blanks (no trim) so the path starts at column 3.
     const changed = git(['status', '--porcelain', '--', 'src']).split('\n').filter(Boolean).map((l) => l.slice(3));
-    return { commit: git(['rev-parse', '--short', 'HEAD']), srcChanged: changed };
+    return { commit: git(['rev-parse', '--short', 'HEAD']).trim(), srcChanged: changed };
   } catch {
     return { commit: 'unknown', srcChanged: [] };
   }

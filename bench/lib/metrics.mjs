@@ -192,95 +192,23 @@ export function colourfulness(img) {
 
 /** High-frequency energy: mean squared difference between the image and its Gaussian blur (sigma 1), over RGB. */
 export function hfEnergy(img) {
+  return hfEnergyIn(img, null);
+}
+
+/** hfEnergy over the pixels where mask is 1 (the blur sees the whole image). */
+export function hfEnergyIn(img, mask) {
   const q = { w: img.w, h: img.h, data: Float32Array.from(img.data, clamp8) };
   const b = gaussianBlur(q, 1);
   let s = 0;
-  for (let i = 0; i < q.data.length; i++) s += (q.data[i] - b.data[i]) ** 2;
-  return s / q.data.length;
-}
-
-/**
- * Harmonic (Laplace) fill of the pixels where hole[p] = 1: the solution of the discrete Laplace equation with the known
- * pixels as Dirichlet boundary, by successive over-relaxation, coarse to fine (each level starts from the coarser one).
- */
-export function harmonicFill(img, hole) {
-  return { w: img.w, h: img.h, data: harmonicLevel(img.data, hole, img.w, img.h) };
-}
-
-function harmonicLevel(data, hole, w, h) {
-  const out = Float32Array.from(data);
-  let holes = 0;
-  for (let p = 0; p < w * h; p++) holes += hole[p] ? 1 : 0;
-  if (holes === 0) return out;
-  if (w > 24 && h > 24) {
-    // Coarser level: 2x2 means of the known pixels; a coarse pixel is a hole only when all four are.
-    const cw = Math.ceil(w / 2);
-    const chh = Math.ceil(h / 2);
-    const cd = new Float32Array(cw * chh * 3);
-    const chole = new Uint8Array(cw * chh);
-    for (let y = 0; y < chh; y++) {
-      for (let x = 0; x < cw; x++) {
-        const s = [0, 0, 0];
-        let k = 0;
-        for (let dy = 0; dy < 2; dy++) {
-          for (let dx = 0; dx < 2; dx++) {
-            const yy = 2 * y + dy;
-            const xx = 2 * x + dx;
-            if (yy >= h || xx >= w || hole[yy * w + xx]) continue;
-            for (let c = 0; c < 3; c++) s[c] += data[(yy * w + xx) * 3 + c];
-            k++;
-          }
-        }
-        if (k === 0) chole[y * cw + x] = 1;
-        else for (let c = 0; c < 3; c++) cd[(y * cw + x) * 3 + c] = s[c] / k;
-      }
-    }
-    const coarse = harmonicLevel(cd, chole, cw, chh);
-    for (let y = 0; y < h; y++) {
-      for (let x = 0; x < w; x++) {
-        if (!hole[y * w + x]) continue;
-        const s = ((y >> 1) * cw + (x >> 1)) * 3;
-        for (let c = 0; c < 3; c++) out[(y * w + x) * 3 + c] = coarse[s + c];
-      }
-    }
-  } else {
-    let mean = [0, 0, 0];
-    let k = 0;
-    for (let p = 0; p < w * h; p++) {
-      if (hole[p]) continue;
-      for (let c = 0; c < 3; c++) mean[c] += data[p * 3 + c];
-      k++;
-    }
-    mean = mean.map((m) => (k ? m / k : 127.5));
-    for (let p = 0; p < w * h; p++) if (hole[p]) for (let c = 0; c < 3; c++) out[p * 3 + c] = mean[c];
+  let n = 0;
+  for (let p = 0; p < img.w * img.h; p++) {
+    if (mask && !mask[p]) continue;
+    for (let c = 0; c < 3; c++) s += (q.data[p * 3 + c] - b.data[p * 3 + c]) ** 2;
+    n += 3;
   }
-  const idx = [];
-  for (let p = 0; p < w * h; p++) if (hole[p]) idx.push(p);
-  const omega = 1.9;
-  const iters = w > 24 && h > 24 ? 150 : 2000;
-  for (let it = 0; it < iters; it++) {
-    for (const p of idx) {
-      const x = p % w;
-      const y = (p - x) / w;
-      for (let c = 0; c < 3; c++) {
-        let s = 0;
-        let k = 0;
-        if (x > 0) { s += out[(p - 1) * 3 + c]; k++; }
-        if (x < w - 1) { s += out[(p + 1) * 3 + c]; k++; }
-        if (y > 0) { s += out[(p - w) * 3 + c]; k++; }
-        if (y < h - 1) { s += out[(p + w) * 3 + c]; k++; }
-        const v = out[p * 3 + c];
-        out[p * 3 + c] = v + omega * (s / k - v);
-      }
-    }
-  }
-  return out;
+  return s / Math.max(1, n);
 }
 
-/**
- * Nearest-pixel fill: every hole pixel takes the colour of the nearest known pixel (Euclidean distance, by
- * propagating nearest-site coordinates in two raster passes, repeated: the 8SSEDT scheme, exact up to rare ties).
- */
 export function nearestFill(img, hole) {
   const { w, h } = img;
   const sx = new Int32Array(w * h).fill(-1);

@@ -1,0 +1,264 @@
+#!/usr/bin/env node
+// Per-task defaults for a model (cm.task_plans): a search over the sampler's start, plan and noise on the VALIDATION
+// photos of the training folder (the ~2% of shared/data/train that training holds out by a hash of their path, as
+// training/cmtrain/data.py does), never on Kodak24 or Set5. It runs the CLI's own operators and sampler (dist/) with
+// onnxruntime-node in this process, on 64x64 full-scale crops, every task variant of the quality benchmark.
+//
+//   node bench/plansearch.mjs --model PATH [--crops 32] [--tasks superres-x4,inpaint,...] [--threads 2]
+//                             [--out training/results/task_plans.json] [--smoke]
+//
+// Per task and number of evaluations K (1, 2, 4): a coarse grid over the first grid index (the start level) and eta
+// with the warm start, then coordinate refinement (move one index by 1 or 2, eta by 0.25) while the objective
+// improves; then the best K = 1, 2, 4 plans once more with 2..8 averaged samples (at most 8 evaluations in all).
+// Objectives: PSNR (inpainting: in the hole) for superres, inpaint, denoise; colorize: PSNR among plans whose
+// colourfulness is 0.5-1.5x the photos'; stroke: among plans whose high-frequency energy is 0.8-1.2x the photos',
+// the smallest region colour error. Writes the chosen plans (JSON, the cm.task_plans format) and every scored
+// configuration (CSV next to it).
+import { createHash } from 'node:crypto';
+import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { parseFlags, ROOT, round } from './lib/common.mjs';
+import { cropsOf, makeMask, strokePainting, regionColourError, withHole } from './lib/data.mjs';
+import { addNoise, boxDown, grayOf, load, quantize } from './lib/images.mjs';
+import { colourfulness, hfEnergy, mean, psnr } from './lib/metrics.mjs';
+
+const dist = (p) => import(join(ROOT, 'dist', p));
+const { loadModel, readModelFile } = await dist('runtime/model.js');
+const { sample, perImageNoise } = await dist('sampler/sample.js');
+const { evenPlan, planFromTs, planFromLevel } = await dist('sampler/schedule.js');
+const { inpaintOperator } = await dist('editing/inpaint.js');
+const { colorizeOperator, luminance } = await dist('editing/colorize.js');
+const { superresOperator, upsampleNearest } = await dist('editing/superres.js');
+const { stackOperators, unconstrained } = await dist('editing/operator.js');
+const { Rng } = await dist('rng.js');
+const { Tensor } = await dist('tensor.js');
+
+const flags = parseFlags(process.argv.slice(2));
+const smoke = flags.smoke === true;
+const modelPath = flags.model ?? join(ROOT, 'models', 'default.onnx');
+const nCrops = Number(flags.crops ?? (smoke ? 4 : 32));
+const outPath = flags.out ?? join(ROOT, 'training', 'results', 'task_plans.json');
+const TRAIN_DIR = process.env.CM_TRAIN_DIR ?? '/work/shared/data/train';
+const started = performance.now();
+const log = (msg) => process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(0)}s] ${msg}\n`);
+
+// ---- validation photos: exactly cmtrain.data.is_validation (sha1 of the relative path, first 4 bytes, < 2%) --------
+function listPhotos(root) {
+  const out = [];
+  const walk = (d) => {
+    for (const f of readdirSync(d)) {
+      const p = join(d, f);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (/\.(jpe?g|png|webp)$/i.test(f)) out.push(relative(root, p));
+    }
+  };
+  walk(root);
+  // Python sorts str by code point, as JS does for these ASCII paths.
+  return out.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+const isValidation = (rel) => createHash('sha1').update(rel, 'utf8').digest().readUInt32BE(0) % 10000 < 200;
+const valPaths = listPhotos(TRAIN_DIR).filter(isValidation).map((r) => join(TRAIN_DIR, r));
+if (valPaths.length === 0) throw new Error(`no validation photos under ${TRAIN_DIR}`);
+
+const file = await readModelFile(modelPath);
+const { grid, resolution: RES } = file.card;
+const model = await loadModel(file, { device: 'cpu', threads: Number(flags.threads ?? 2) });
+const crops = [];
+for (let i = 0; crops.length < nCrops; i++) {
+  const photo = await load(valPaths[i % valPaths.length]);
+  if (photo.w < RES || photo.h < RES) continue;
+  crops.push(cropsOf(photo, 1, RES, 5000 + i)[0].img);
+}
+log(`model ${modelPath}; ${crops.length} crops of ${valPaths.length} validation photos`);
+
+// ---- images <-> tensors as the CLI has them -------------------------------------------------------------------------
+const toTensor = (img) => {
+  const t = new Tensor(1, 3, img.h, img.w);
+  const plane = img.w * img.h;
+  for (let p = 0; p < plane; p++) for (let c = 0; c < 3; c++) t.data[c * plane + p] = Math.round(img.data[p * 3 + c]) / 127.5 - 1;
+  return t;
+};
+const toImg = (t, i) => {
+  const plane = t.w * t.h;
+  const data = new Float32Array(plane * 3);
+  for (let p = 0; p < plane; p++) for (let c = 0; c < 3; c++) data[p * 3 + c] = Math.min(255, Math.max(0, Math.round((t.data[(i * 3 + c) * plane + p] + 1) * 127.5)));
+  return { w: t.w, h: t.h, data };
+};
+const maskTensor = (m, w, h) => new Tensor(1, 1, h, w, Float32Array.from(m));
+
+// ---- task variants: operators exactly as the commands build them ------------------------------------------------------
+const natural = mean(crops.map(hfEnergy));
+const naturalColour = mean(crops.map(colourfulness));
+function variant(name, task, build, metric) {
+  const items = crops.map((gt, i) => ({ gt, ...build(gt, i) }));
+  return { name, task, items, metric };
+}
+const superres = (p) =>
+  variant(`superres-x${p}`, `superres-x${p}`, (gt) => ({ op: superresOperator(upsampleNearest(toTensor(boxDown(gt, p)), p), p) }), (out, it) => ({ psnr: psnr(out, it.gt), hf: hfEnergy(out) / hfEnergy(it.gt) }));
+const inpaint = (family) =>
+  variant(`inpaint-${family}`, 'inpaint', (gt, i) => {
+    const mask = makeMask(family, gt.w, gt.h, 7000 + i);
+    return { mask, op: inpaintOperator(toTensor(withHole(gt, mask)), maskTensor(mask, gt.w, gt.h)) };
+  }, (out, it) => ({ psnr: psnr(out, it.gt, it.mask), hf: hfEnergy(out) / hfEnergy(it.gt) }));
+const colorize = variant('colorize', 'colorize', (gt) => {
+  // The CLI reads a gray PNG and keeps its luminance: the gray value replicated has it.
+  const g = toTensor(quantize(grayOf(gt)));
+  const l = luminance(g);
+  const plane = gt.w * gt.h;
+  const gray = new Tensor(1, 3, gt.h, gt.w);
+  for (let c = 0; c < 3; c++) gray.data.set(l.data, c * plane);
+  return { op: colorizeOperator(gray) };
+}, (out, it) => ({ psnr: psnr(out, it.gt), colour: colourfulness(out) / naturalColour, hf: hfEnergy(out) / hfEnergy(it.gt) }));
+const denoise = (sigma) => variant(`denoise-${sigma}`, 'denoise', (gt, i) => ({ op: unconstrained(toTensor(addNoise(gt, sigma, 9000 + i))), sigma }), (out, it) => ({ psnr: psnr(out, it.gt), hf: hfEnergy(out) / hfEnergy(it.gt) }));
+const stroke = variant('stroke', 'stroke', (gt) => {
+  const strokes = strokePainting(gt);
+  return { strokes, op: unconstrained(toTensor(strokes.painting)), sourceErr: regionColourError(gt, strokes) };
+}, (out, it) => ({ colourErr: regionColourError(out, it.strokes) / Math.max(1, it.sourceErr), hf: hfEnergy(out) / natural }));
+
+const ALL = [superres(2), superres(4), superres(8), inpaint('box'), inpaint('strokes'), colorize, denoise(15), denoise(25), denoise(50), stroke];
+const only = typeof flags.tasks === 'string' ? flags.tasks.split(',') : smoke ? ['superres-x4', 'inpaint-box'] : null;
+const variants = only ? ALL.filter((v) => only.includes(v.name) || only.includes(v.task)) : ALL;
+
+// ---- scoring one configuration ---------------------------------------------------------------------------------------
+const rows = [];
+const scored = new Map();
+async function score(v, cfg) {
+  const id = `${v.name}|${key(cfg)}`;
+  if (!scored.has(id)) scored.set(id, await scoreNow(v, cfg));
+  return scored.get(id);
+}
+async function scoreNow(v, cfg) {
+  const ops = stackOperators(v.items.map((it) => it.op));
+  const plan = v.task === 'denoise' ? planFromLevel(grid, v.items[0].sigma / 127.5, cfg.k) : planFromTs(grid, cfg.ts, 'plan');
+  const x = await sample(model, {
+    operator: ops,
+    sigmas: plan.sigmas,
+    sigmaMin: grid.sigmaMin,
+    noise: Array.from({ length: cfg.samples }, (_, k) => perImageNoise(v.items.map((_, i) => new Rng(i, k)))),
+    start: cfg.start,
+    eta: cfg.eta,
+    startIsNoisy: v.task === 'denoise',
+  });
+  const per = v.items.map((it, i) => v.metric(toImg(x, i), it));
+  const m = Object.fromEntries(Object.keys(per[0]).map((k) => [k, mean(per.map((r) => r[k]))]));
+  const row = { variant: v.name, k: cfg.k, ts: cfg.ts?.join(',') ?? `level,${cfg.k}`, start: cfg.start, eta: cfg.eta, samples: cfg.samples, ...m };
+  rows.push(row);
+  return row;
+}
+
+/** Higher is better; infeasible configurations rank below every feasible one. */
+function objective(v, r) {
+  if (v.task === 'colorize') return r.colour >= 0.5 && r.colour <= 1.5 ? r.psnr : -1000 - Math.abs(Math.log(r.colour));
+  if (v.task === 'stroke') {
+    const hfOk = r.hf >= 0.8 && r.hf <= 1.2;
+    return hfOk ? -r.colourErr : -1000 - Math.abs(Math.log(r.hf)) - Math.max(0, r.colourErr - 2);
+  }
+  return r.psnr;
+}
+
+const key = (c) => `${c.ts?.join(',') ?? c.k}|${c.start}|${c.eta}|${c.samples}`;
+const last = grid.size - 1;
+const spaced = (s0, k) => evenPlan(grid, k, s0).ts;
+
+async function searchK(v, k) {
+  const evalCfg = async (c) => ({ cfg: c, row: await score(v, c) });
+  const etas = [0, 0.5, 1];
+  let best = null;
+  const consider = (e) => {
+    if (!best || objective(v, e.row) > objective(v, best.row)) best = e;
+  };
+  if (v.task === 'denoise') {
+    for (const eta of etas) consider(await evalCfg({ k, start: 'estimate', eta, samples: 1 }));
+    return best;
+  }
+  const starts = v.task === 'stroke' ? [8, 12, 16, 20, 24] : [18, 22, 26, 30, 33];
+  for (const s0 of starts) {
+    if (last - s0 < k) continue;
+    for (const eta of etas) consider(await evalCfg({ k, ts: spaced(s0, k), start: 'estimate', eta, samples: 1 }));
+  }
+  for (let round_ = 0; round_ < (smoke ? 1 : 3); round_++) {
+    const before = key(best.cfg);
+    const { ts, eta } = best.cfg;
+    const moves = [];
+    for (let j = 0; j < ts.length - 1; j++) {
+      for (const d of [-2, -1, 1, 2]) {
+        const t = ts.slice();
+        t[j] += d;
+        if (t[j] >= 0 && (j === 0 || t[j] > t[j - 1]) && t[j] < t[j + 1]) moves.push({ ...best.cfg, ts: t });
+      }
+    }
+    for (const d of [-0.25, 0.25]) if (eta + d >= 0 && eta + d <= 1) moves.push({ ...best.cfg, eta: eta + d });
+    for (const m of moves) consider(await evalCfg(m));
+    if (key(best.cfg) === before) break;
+  }
+  return best;
+}
+
+const chosen = {};
+for (const v of variants) {
+  const t0 = performance.now();
+  // The classical estimate itself (no evaluation): Lanczos, the harmonic fill, the gray image, the noisy input.
+  const ops = stackOperators(v.items.map((it) => it.op));
+  const est = ops.projectInRange(ops.project(ops.estimate()));
+  const per = v.items.map((it, i) => v.metric(toImg(est, i), it));
+  rows.push({ variant: v.name, k: 0, ts: 'estimate', start: 'estimate', eta: 0, samples: 1, ...Object.fromEntries(Object.keys(per[0]).map((n) => [n, mean(per.map((q) => q[n]))])) });
+  log(`${v.name}: the estimate alone: ${Object.entries(rows.at(-1)).filter(([n]) => ['psnr', 'hf', 'colour', 'colourErr'].includes(n)).map(([n, x]) => `${n} ${round(x, 3)}`).join(' ')}`);
+  // The paper's sampler with the model's own plans, for reference.
+  for (const [k, ts] of Object.entries(file.card.plans)) {
+    if (v.task === 'denoise' || v.task === 'stroke') continue;
+    if (Number(k) <= 2) await score(v, { k: Number(k), ts, start: 'known', eta: 1, samples: 1 });
+  }
+  const best = {};
+  for (const k of smoke ? [1] : [1, 2, 4]) best[k] = await searchK(v, k);
+  // Averaging: the best plans again with more samples, at most 8 evaluations in all.
+  for (const k of Object.keys(best).map(Number)) {
+    if (v.task === 'denoise' && best[k].cfg.eta === 0) continue; // deterministic: averaging changes nothing
+    for (const s of [2, 4, 8]) {
+      if (k * s > 8 || smoke) continue;
+      const cfg = { ...best[k].cfg, samples: s };
+      const row = await score(v, cfg);
+      if (objective(v, row) > objective(v, best[k].row)) best[k] = { cfg, row };
+    }
+  }
+  chosen[v.name] = best;
+  const show = (e) => `${e.cfg.ts?.join(',') ?? 'level'} ${e.cfg.start} eta ${e.cfg.eta} x${e.cfg.samples}: ${Object.entries(e.row).filter(([n]) => ['psnr', 'hf', 'colour', 'colourErr'].includes(n)).map(([n, x]) => `${n} ${round(x, 3)}`).join(' ')}`;
+  log(`${v.name} (${((performance.now() - t0) / 1000).toFixed(0)} s): ${Object.entries(best).map(([k, e]) => `K=${k} ${show(e)}`).join(' | ')}`);
+}
+await model.dispose();
+
+// ---- cm.task_plans: one entry per task and K; inpaint takes the plan that is best over both mask families ------------
+const taskPlans = {};
+for (const v of variants) {
+  for (const [k, e] of Object.entries(chosen[v.name])) {
+    const entry = { ...(e.cfg.ts ? { ts: e.cfg.ts } : {}), start: e.cfg.start, eta: e.cfg.eta, ...(e.cfg.samples > 1 ? { samples: e.cfg.samples } : {}) };
+    const byK = (taskPlans[v.task] ??= {});
+    if (!byK[k]) byK[k] = { entry, from: v.name, obj: objective(v, e.row) };
+    else byK[k].alternatives = [...(byK[k].alternatives ?? []), { entry, from: v.name, obj: objective(v, e.row) }];
+  }
+}
+// Where two variants share a task (inpaint box / strokes, denoise 15 / 25 / 50), each candidate is scored on every
+// variant of the task and the best mean objective wins.
+for (const [task, byK] of Object.entries(taskPlans)) {
+  const vs = variants.filter((v) => v.task === task);
+  for (const [k, slot] of Object.entries(byK)) {
+    const cands = [slot, ...(slot.alternatives ?? [])].map((c) => c.entry);
+    if (cands.length === 1) {
+      byK[k] = cands[0];
+      continue;
+    }
+    let win = null;
+    for (const c of cands) {
+      let total = 0;
+      for (const v of vs) total += objective(v, await score(v, { k: Number(k), ...c, samples: c.samples ?? 1 }));
+      if (!win || total > win.total) win = { c, total };
+    }
+    byK[k] = win.c;
+  }
+}
+mkdirSync(dirname(outPath), { recursive: true });
+writeFileSync(outPath, `${JSON.stringify(taskPlans)}\n`);
+const cols = ['variant', 'k', 'ts', 'start', 'eta', 'samples', 'psnr', 'hf', 'colour', 'colourErr'];
+writeFileSync(outPath.replace(/\.json$/, '.csv'), [cols.join(','), ...rows.map((r) => cols.map((c) => (typeof r[c] === 'number' ? round(r[c], 4) : `"${r[c] ?? ''}"`)).join(','))].join('\n') + '\n');
+log(`wrote ${outPath} and ${outPath.replace(/\.json$/, '.csv')} (${rows.length} configurations)`);
+process.stdout.write(`${JSON.stringify(taskPlans)}\n`);
