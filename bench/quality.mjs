@@ -320,7 +320,7 @@ for (const v of mainVariants) {
 
 // Whole photos through the CLI as it is today (edited at the model's size and resized back): fewer photos, default plans.
 if (full) {
-  const fullKodak = kodakPaths.filter((_, j) => smoke || j % fullEvery === 0);
+  const fullKodak = smoke ? kodakPaths.slice(0, 1) : kodakPaths.filter((_, j) => j % fullEvery === 0);
   const photos = [];
   for (const path of fullKodak) photos.push({ stem: basename(path, '.png'), img: cropToMultiple(await loadPhoto(path), 8) });
   const set5Full = [];

@@ -110,3 +110,63 @@ export function maxAbsDiff(a: Tensor, b: Tensor): number {
   }
   return m;
 }
+
+/** The w x h rectangle at (x, y) of every image and channel. */
+export function cropTensor(t: Tensor, x: number, y: number, w: number, h: number): Tensor {
+  if (x < 0 || y < 0 || x + w > t.w || y + h > t.h) throw new RangeError(`crop ${w}x${h}+${x}+${y} outside [${t.shape}]`);
+  const out = new Tensor(t.n, t.c, h, w);
+  for (let p = 0; p < t.n * t.c; p++) {
+    for (let r = 0; r < h; r++) {
+      const src = (p * t.h + y + r) * t.w + x;
+      out.data.set(t.data.subarray(src, src + w), (p * h + r) * w);
+    }
+  }
+  return out;
+}
+
+/** `part` written into a copy of `t` at (x, y). */
+export function pasteTensor(t: Tensor, part: Tensor, x: number, y: number): Tensor {
+  if (part.n !== t.n || part.c !== t.c || x < 0 || y < 0 || x + part.w > t.w || y + part.h > t.h) {
+    throw new RangeError(`paste [${part.shape}] at +${x}+${y} outside [${t.shape}]`);
+  }
+  const out = t.clone();
+  for (let p = 0; p < t.n * t.c; p++) {
+    for (let r = 0; r < part.h; r++) {
+      out.data.set(part.data.subarray((p * part.h + r) * part.w, (p * part.h + r + 1) * part.w), (p * t.h + y + r) * t.w + x);
+    }
+  }
+  return out;
+}
+
+/**
+ * Half the size (rounded up): each value the mean of its 2x2 cell, over the cell's pixels inside the image and,
+ * when `weight` ([N or 1,1,H,W]) is given, weighted by it (cells of zero weight get 0).
+ */
+export function halveTensor(t: Tensor, weight?: Tensor): Tensor {
+  const w2 = Math.ceil(t.w / 2);
+  const h2 = Math.ceil(t.h / 2);
+  const out = new Tensor(t.n, t.c, h2, w2);
+  const plane = t.w * t.h;
+  for (let n = 0; n < t.n; n++) {
+    const wb = weight ? (weight.n === 1 ? 0 : n) * plane : 0;
+    for (let c = 0; c < t.c; c++) {
+      const src = (n * t.c + c) * plane;
+      for (let r = 0; r < h2; r++) {
+        for (let u = 0; u < w2; u++) {
+          let s = 0;
+          let ws = 0;
+          for (let dy = 0; dy < 2 && 2 * r + dy < t.h; dy++) {
+            for (let dx = 0; dx < 2 && 2 * u + dx < t.w; dx++) {
+              const p = (2 * r + dy) * t.w + 2 * u + dx;
+              const k = weight ? weight.data[wb + p] : 1;
+              s += k * t.data[src + p];
+              ws += k;
+            }
+          }
+          out.data[((n * t.c + c) * h2 + r) * w2 + u] = ws > 0 ? s / ws : 0;
+        }
+      }
+    }
+  }
+  return out;
+}

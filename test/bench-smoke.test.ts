@@ -14,29 +14,34 @@ const dir = mkdtempSync(join(tmpdir(), 'cm-bench-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 describe.runIf(existsSync(EVAL))('benchmarks, smoke run', () => {
-  test('quality: every task measured with finite numbers, our SSIM agrees with ssim.js, one sheet per task', () => {
+  test('quality: every task measured with finite numbers next to its baselines, our SSIM agrees with ssim.js, one sheet per task', () => {
     const out = join(dir, 'q');
-    const r = spawnSync(process.execPath, ['bench/quality.mjs', '--smoke', '--model', TINY_MODEL, '--out', out], { cwd: ROOT, timeout: 120_000 });
+    const r = spawnSync(process.execPath, ['bench/quality.mjs', '--smoke', '--model', TINY_MODEL, '--out', out], { cwd: ROOT, timeout: 300_000 });
     expect(r.status, r.stderr.toString()).toBe(0);
     const q = JSON.parse(readFileSync(join(out, 'quality.json'), 'utf8'));
     const main = Object.values(q.main) as { methods: Record<string, Record<string, number>> }[];
     expect(main).toHaveLength(5);
     for (const entry of main) {
-      expect(entry.methods).toHaveProperty(['cm, 1 eval']);
-      for (const v of Object.values(entry.methods['cm, 1 eval'])) expect(Number.isFinite(v)).toBe(true);
+      for (const run of ['cm (defaults)', 'cm, paper sampler']) {
+        expect(entry.methods).toHaveProperty([run]);
+        for (const v of Object.values(entry.methods[run])) expect(Number.isFinite(v)).toBe(true);
+      }
     }
+    // Sharpness is reported next to every PSNR.
+    for (const entry of main) for (const m of Object.values(entry.methods)) if ('psnr' in m) expect(Number.isFinite(m.sharp)).toBe(true);
+    expect(readFileSync(join(out, 'quality.md'), 'utf8')).toMatch(/### Targets/);
     expect(Object.keys(q.fullRes)).toHaveLength(2);
     expect(q.meta.ssimCheck.absDiff).toBeLessThan(1e-6);
     expect(readdirSync(out).filter((f) => f.startsWith('sheet-') && f.endsWith('.png'))).toHaveLength(5);
-  });
+  }, 300_000);
 
   test('speed: evaluation times, start-up and the 512x512 superres are measured', () => {
     const out = join(dir, 's');
-    const r = spawnSync(process.execPath, ['bench/speed.mjs', '--smoke', '--no-torch', '--model', TINY_MODEL, '--out', out], { cwd: ROOT, timeout: 120_000 });
+    const r = spawnSync(process.execPath, ['bench/speed.mjs', '--smoke', '--no-torch', '--model', TINY_MODEL, '--out', out], { cwd: ROOT, timeout: 300_000 });
     expect(r.status, r.stderr.toString()).toBe(0);
     const s = JSON.parse(readFileSync(join(out, 'speed.json'), 'utf8'));
     expect(s.ortMs['1']['1']).toBeGreaterThan(0);
     expect(s.sr512['1'].evaluations).toBe(1);
     expect(s.startup.versionSeconds).toBeGreaterThan(0);
-  });
+  }, 300_000);
 });

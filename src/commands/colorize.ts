@@ -2,12 +2,15 @@ import type { CommandModule } from 'yargs';
 import { colorizeOperator, luminance } from '../editing/colorize.js';
 import { Tensor } from '../tensor.js';
 import { withInputs, withCommonOptions } from './common.js';
-import { pictureAt, runImageTask, type ImageArgs, type ImageTask } from './run.js';
+import { runImageTask, type ImageArgs, type ImageTask } from './run.js';
+
+/** Colours are sampled up to this many tiles across; above, they are upsampled. */
+const COLOUR_TILES = 16;
 
 const task: ImageTask<ImageArgs> = {
   name: 'colorize',
   defaultSteps: 2,
-  async prepare({ picture }) {
+  async prepare({ picture }, _args, file) {
     // Only the luminance of the input is kept: a gray image replicated over RGB has exactly that luminance.
     const lum = luminance(picture.rgb);
     const plane = picture.width * picture.height;
@@ -17,9 +20,11 @@ const task: ImageTask<ImageArgs> = {
       width: picture.width,
       height: picture.height,
       alpha: picture.alpha,
-      async operatorAt(w, h) {
-        return colorizeOperator(await pictureAt({ ...picture, rgb: gray }, w, h));
-      },
+      operator: colorizeOperator(gray),
+      // The colours of a scene do not fit in a tile: solved coarse to fine up to 16 tiles across, then the chroma is
+      // upsampled and the image's own luminance kept exactly at full size.
+      scales: 'coarse-to-fine',
+      maxSampledSide: COLOUR_TILES * file.card.resolution,
     };
   },
 };

@@ -10,7 +10,8 @@ import { DEVICES, readModelFile, type DeviceChoice, type ModelFile } from '../ru
 import { MAX_SAMPLES, type PlanTask, type TaskPlan } from '../runtime/card.js';
 import { resolveModel } from '../runtime/registry.js';
 import { START_KINDS, type StartKind } from '../sampler/sample.js';
-import { evaluations, parseTs, planForSteps, planFromTs, type Plan } from '../sampler/schedule.js';
+import type { Stage } from '../sampler/pyramid.js';
+import { evaluations, gridIndexOf, parseTs, planForSteps, planFromTs, type Plan } from '../sampler/schedule.js';
 
 /** Stands for a "-" argument while yargs parses (see cli.ts); `stdio` turns it back into "-". */
 export const DASH = '\u0000-';
@@ -23,6 +24,8 @@ export interface InputArgs {
   keepMetadata: boolean;
   start?: StartKind;
   samples?: number;
+  tile?: number;
+  overlap?: number;
 }
 
 /** The input images of the image commands: files, folders, or - for stdin. */
@@ -45,6 +48,16 @@ export function withInputs<T>(y: Argv<T>): Argv<T & InputArgs> {
     .option('start', {
       choices: START_KINDS,
       describe: "Where sampling starts: estimate = the classical answer (Lanczos, harmonic fill, the gray image) noised to the plan's first level; known = the known data alone (the paper) (default: the model's task default)",
+    })
+    .option('tile', {
+      type: 'number',
+      requiresArg: true,
+      describe: "Tile side in pixels for images larger than the model (a multiple of 8; default: the model's resolution)",
+    })
+    .option('overlap', {
+      type: 'number',
+      requiresArg: true,
+      describe: 'Pixels shared by neighbouring tiles (default: 1/8 of the tile); the grid moves at every step',
     })
     .option('samples', {
       type: 'number',
@@ -83,7 +96,7 @@ export function withCommonOptions<T>(y: Argv<T>, defaultSteps: number): Argv<T &
     .option('format', { choices: FORMATS, describe: 'Output format (default: from -o, else png)' })
     .option('force', { type: 'boolean', default: false, describe: 'Overwrite existing output files' })
     .option('skip-existing', { type: 'boolean', default: false, describe: 'Skip inputs whose output exists (resume a batch)' })
-    .option('batch', { type: 'number', default: 1, describe: 'Images per model call' })
+    .option('batch', { type: 'number', default: 4, describe: 'Images (of at most one tile) or tiles per model call; results do not depend on it' })
     .option('model', { alias: 'm', type: 'string', describe: 'Model file or installed model name (see: cm models)', requiresArg: true })
     .option('device', { choices: DEVICES, default: 'auto' as DeviceChoice, describe: 'Execution provider (auto: cuda, then cpu)' })
     .option('threads', { type: 'number', default: 0, describe: 'CPU threads for the model (0: onnxruntime default)' })
@@ -153,10 +166,15 @@ export interface Sampling {
   start: StartKind;
   eta: number;
   samples: number;
+  /** The finer levels of coarse-to-fine editing: from the upsampled coarser result, two low-sigma steps. */
+  refine: Stage;
 }
 
+/** Noise levels of the refinement steps of coarse to fine (ALGORITHMS.md section 5), on the model's grid. */
+const REFINE_SIGMAS = [0.4, 0.1];
+
 /** The paper's sampler: start from the known data, fresh noise at every step, one sample. */
-export const PAPER: Omit<Sampling, 'plan'> = { start: 'known', eta: 1, samples: 1 };
+export const PAPER: Omit<Sampling, 'plan' | 'refine'> = { start: 'known', eta: 1, samples: 1 };
 
 /** The most evaluations a stored task default may make the default (longer plans stay available with --steps). */
 const MAX_DEFAULT_STEPS = 8;
@@ -189,12 +207,27 @@ export function chooseSampling(
   else if (entry?.ts) plan = planFromTs(grid, entry.ts, `the model's ${task} plan for ${k} evaluations`);
   else plan = planForSteps(grid, k, plans);
   const base = args.ts !== undefined ? { ...PAPER, start: (plan.ts?.[0] ?? 0) > 0 ? ('estimate' as const) : ('known' as const) } : (entry ?? PAPER);
+  const refineTs = [...new Set(REFINE_SIGMAS.map((s) => Math.min(grid.size - 2, Math.max(0, Math.round(gridIndexOf(grid, s))))))];
   return {
     plan,
     start: args.start ?? base.start,
     eta: args.eta ?? base.eta,
     samples: args.samples ?? base.samples,
+    refine: { sigmas: planFromTs(grid, [...refineTs, grid.size - 1], 'the refinement plan').sigmas, start: 'estimate', eta: 0, samples: 1 },
   };
+}
+
+/** Tile side and overlap (--tile, --overlap) and tiles per call (--batch) for images larger than the model. */
+export function chooseTiling(args: CommonArgs & Partial<InputArgs>, file: ModelFile): { tile: number; overlap: number; batch: number } {
+  const tile = args.tile ?? file.card.resolution;
+  if (!Number.isInteger(tile) || tile < 8 || tile > 4096 || tile % 8 !== 0) {
+    throw new UsageError(`Expected a multiple of 8 between 8 and 4096 for --tile but received ${args.tile}`);
+  }
+  const overlap = args.overlap ?? Math.floor(tile / 8);
+  if (!Number.isInteger(overlap) || overlap < 0 || 2 * overlap >= tile) {
+    throw new UsageError(`Expected an integer between 0 and ${Math.ceil(tile / 2) - 1} for --overlap (tiles of ${tile}) but received ${args.overlap}`);
+  }
+  return { tile, overlap, batch: args.batch };
 }
 
 /** The plan from --ts or --steps (or the command's default number of evaluations), as the model's cm.plans say. */

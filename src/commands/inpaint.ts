@@ -4,18 +4,42 @@ import { InputError } from '../errors.js';
 import { readMask, resizeTensor } from '../io/image.js';
 import { maskFor } from '../io/inputs.js';
 import { Tensor } from '../tensor.js';
-import { withInputs, stdio, withCommonOptions } from './common.js';
-import { pictureAt, runImageTask, type ImageArgs, type ImageTask } from './run.js';
+import { chooseTiling, withInputs, stdio, withCommonOptions } from './common.js';
+import { runImageTask, type Edit, type ImageArgs, type ImageTask } from './run.js';
+import { holeWindows } from '../editing/regions.js';
 
 interface InpaintArgs extends ImageArgs {
   mask: string;
   resizeMask: boolean;
+  strategy: Strategy;
+}
+
+const STRATEGIES = ['auto', 'crop', 'tile', 'resize'] as const;
+type Strategy = (typeof STRATEGIES)[number];
+
+/** auto: windows around the holes while they cover at most this share of the image, else the whole image. */
+const CROP_AREA = 0.5;
+/** A hole's window is this many times its size (at least a tile). */
+const CONTEXT = 3;
+
+/**
+ * Where the model runs (src/sampler/fullres.ts): crop = a context window around each hole (CONTEXT x its size, at
+ * least a tile), halved until it fits in a tile and refined back (coarse to fine), pasted back; tile = the whole
+ * image coarse to fine; resize = the whole image shrunk to one tile and the result enlarged (known pixels kept).
+ */
+export function inpaintLayout(strategy: Strategy, mask: Tensor, tile: number): Pick<Edit, 'scales' | 'windows'> {
+  if (strategy === 'resize') return { scales: 'resize' };
+  if (strategy === 'tile') return { scales: 'coarse-to-fine' };
+  const windows = holeWindows(mask, tile, CONTEXT);
+  const area = windows.reduce((s, r) => s + r.w * r.h, 0);
+  if (strategy === 'auto' && area > CROP_AREA * mask.w * mask.h) return { scales: 'coarse-to-fine' };
+  return { scales: 'coarse-to-fine', windows };
 }
 
 const task: ImageTask<InpaintArgs> = {
   name: 'inpaint',
   defaultSteps: 2,
-  async prepare({ picture, item }, args, _file, reporter) {
+  async prepare({ picture, item }, args, file, reporter) {
     const maskPath = maskFor(args.mask, item);
     if (maskPath === undefined) throw new InputError(`${picture.label}: no mask named ${item.stem}.* in ${args.mask}`);
     const { label, mask: raw } = await readMask(maskPath, { maxPixels: args.maxPixels });
@@ -33,13 +57,8 @@ const task: ImageTask<InpaintArgs> = {
       width: picture.width,
       height: picture.height,
       alpha: picture.alpha,
-      async operatorAt(w, h) {
-        if (w === picture.width && h === picture.height) return inpaintOperator(picture.rgb, mask);
-        // At the model's size: a pixel is filled if any of the pixels it covers is; the full-size projection afterwards
-        // restores every kept pixel exactly.
-        const small = await resizeTensor(toSigned(mask), w, h, 'cubic');
-        return inpaintOperator(await pictureAt(picture, w, h), binarize(small, -0.98));
-      },
+      operator: inpaintOperator(picture.rgb, mask),
+      ...inpaintLayout(args.strategy, mask, chooseTiling(args, file).tile),
     };
   },
 };
@@ -60,7 +79,12 @@ export const inpaintCommand: CommandModule<object, InpaintArgs> = {
     withCommonOptions(
       withInputs(y)
         .option('mask', { type: 'string', demandOption: true, requiresArg: true, coerce: stdio, describe: 'Mask image (white = fill, black = keep), or a folder of masks named like the inputs' })
-        .option('resize-mask', { type: 'boolean', default: false, describe: 'Resize a mask of another size instead of refusing it' }),
+        .option('resize-mask', { type: 'boolean', default: false, describe: 'Resize a mask of another size instead of refusing it' })
+        .option('strategy', {
+          choices: STRATEGIES,
+          default: 'auto' as Strategy,
+          describe: 'Where the model runs on images larger than it: crop = a window around each hole, tile = the whole image coarse to fine, resize = shrunk to the model and enlarged back (auto: crop unless the windows cover half the image)',
+        }),
       task.defaultSteps,
     ) as never,
   handler: (args) => runImageTask(args, task),

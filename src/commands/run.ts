@@ -6,30 +6,38 @@
 import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { stackOperators, unconstrained, type Operator } from '../editing/operator.js';
+import { unconstrained, type Operator } from '../editing/operator.js';
+import type { Rect } from '../editing/regions.js';
+import { editFullResolution, type FullResEdit, type Scales } from '../sampler/fullres.js';
 import { InputError, ModelError, UsageError } from '../errors.js';
-import { encodePicture, readPicture, resizeTensor, type Picture } from '../io/image.js';
+import { encodePicture, readPicture, type Picture } from '../io/image.js';
 import { expandInputs, type InputItem } from '../io/inputs.js';
 import { checkOutput, checkOutputCount, outputFormat, outputPath, STDOUT, writeOutput } from '../io/output.js';
 import { MAX_SEED, Rng } from '../rng.js';
 import type { LoadedModel, ModelFile } from '../runtime/model.js';
-import { perImageNoise, sample, type NoiseSource } from '../sampler/sample.js';
+import { sample, type NoiseSource } from '../sampler/sample.js';
 import type { Plan } from '../sampler/schedule.js';
 import type { PlanTask, TaskPlan } from '../runtime/card.js';
 import type { Tensor } from '../tensor.js';
-import { checkCommon, chooseSampling, chooseSeed, openModel, samplingRecord, type CommonArgs, type InputArgs, type Sampling } from './common.js';
+import { checkCommon, chooseSampling, chooseSeed, chooseTiling, openModel, samplingRecord, type CommonArgs, type InputArgs, type Sampling } from './common.js';
 import { Batch } from './batch.js';
 import { Interrupted, type SignalWatch } from './interrupt.js';
 import { Reporter, type OutputRecord } from './reporter.js';
 
-/** An edit of one image, described at its output size. */
+/** An edit of one image, described at its output size (src/sampler/fullres.ts says how each kind runs). */
 export interface Edit {
   width: number;
   height: number;
   /** Alpha at the output size, re-attached to the result. */
   alpha?: Uint8Array;
-  /** The operator for an output of w x h: the output size itself, or the model's size when they differ. */
-  operatorAt(w: number, h: number): Promise<Operator>;
+  /** The operator at the output size. */
+  operator: Operator;
+  /** Default "tiles": the sampler at full size, the model on tiles. */
+  scales?: Scales;
+  /** Windows edited on their own (inpainting's crops around small holes). */
+  windows?: Rect[];
+  /** Coarse to fine: the largest level (longer side) the model runs on; larger ones are upsampled and projected. */
+  maxSampledSide?: number;
 }
 
 /** What a task needs to know about the image it is preparing. */
@@ -58,19 +66,9 @@ export interface ImageTask<A> {
 
 export type ImageArgs = CommonArgs & InputArgs;
 
-/** The input image at w x h: itself at its own size, resized (Lanczos) otherwise. */
-export async function pictureAt(picture: Picture, w: number, h: number): Promise<Tensor> {
-  return w === picture.width && h === picture.height ? picture.rgb : resizeTensor(picture.rgb, w, h, 'lanczos3');
-}
-
 /** An edit that starts from the input image and projects nothing (guided generation, denoising). */
 export function startFromPicture(picture: Picture): Edit {
-  return {
-    width: picture.width,
-    height: picture.height,
-    alpha: picture.alpha,
-    operatorAt: async (w, h) => unconstrained(await pictureAt(picture, w, h)),
-  };
+  return { width: picture.width, height: picture.height, alpha: picture.alpha, operator: unconstrained(picture.rgb) };
 }
 
 interface Job {
@@ -135,42 +133,53 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
       return true;
     });
     if (pending.length === 0) return;
+    const tiling = chooseTiling(args, file);
     const model = await batch.startModel(file, args);
     try {
-      for (let k = 0; k < pending.length; k += args.batch) {
-        signals.check();
-        const group: Prepared[] = [];
-        for (const job of pending.slice(k, k + args.batch)) {
-          job.started = performance.now();
-          try {
-            checkOutput(job.output, args.force, args.outDir !== undefined);
-            const picture = await readPicture(job.item.path, { maxPixels: args.maxPixels, keepSource: args.keepMetadata });
-            const edit = await task.prepare({ picture, item: job.item }, args, file, reporter);
-            group.push({ job, picture, edit });
-          } catch (e) {
-            batch.fail(job.record, e);
-          }
-        }
-        if (group.length === 0) continue;
+      // Images of at most one tile are gathered --batch at a time and share the model calls; a larger image runs
+      // alone (its tiles are batched instead), so that a batch never holds several big photos in memory.
+      let group: Prepared[] = [];
+      const flush = async (): Promise<void> => {
+        const todo = group;
+        group = [];
+        if (todo.length === 0) return;
         let results: Tensor[];
         try {
-          results = await runEdits(model, group, sampling, task.startIsNoisy ?? false, reporter, signals, batch);
+          results = await runEdits(model, todo, sampling, tiling, task.startIsNoisy ?? false, signals, batch);
         } catch (e) {
           if (e instanceof Interrupted || e instanceof ModelError) throw e;
-          for (const { job } of group) batch.fail(job.record, e);
-          continue;
+          for (const { job } of todo) batch.fail(job.record, e);
+          return;
         }
-        for (let i = 0; i < group.length; i++) {
-          const { job, edit } = group[i];
+        for (let i = 0; i < todo.length; i++) {
+          const { job, edit, picture } = todo[i];
           try {
-            const bytes = await encodePicture(results[i], 0, format, { alpha: edit.alpha, metadataFrom: group[i].picture.source });
+            const bytes = await encodePicture(results[i], 0, format, { alpha: edit.alpha, metadataFrom: picture.source });
             await writeOutput(job.output, bytes, args.force);
             batch.ok(job.record, job.started);
           } catch (e) {
             batch.fail(job.record, e);
           }
         }
+      };
+      for (const job of pending) {
+        signals.check();
+        job.started = performance.now();
+        let prepared: Prepared;
+        try {
+          checkOutput(job.output, args.force, args.outDir !== undefined);
+          const picture = await readPicture(job.item.path, { maxPixels: args.maxPixels, keepSource: args.keepMetadata });
+          prepared = { job, picture, edit: await task.prepare({ picture, item: job.item }, args, file, reporter) };
+        } catch (e) {
+          batch.fail(job.record, e);
+          continue;
+        }
+        const big = prepared.edit.width > tiling.tile || prepared.edit.height > tiling.tile;
+        if (big) await flush();
+        group.push(prepared);
+        if (big || group.length >= args.batch) await flush();
       }
+      await flush();
     } finally {
       await model.dispose();
     }
@@ -178,55 +187,36 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
 }
 
 /**
- * Sample a group of edits in one batch at the model's size; an edit of another size is resized back and its known
- * data restored at full size. Each image has its own noise stream (seeded by its seed), so batching changes nothing.
+ * Sample a group of edits at their own sizes: over tiles, coarse to fine or in windows as each edit says
+ * (editFullResolution). Each image has its own noise streams (seeded by its seed), so batching changes nothing.
  */
 async function runEdits(
   model: LoadedModel,
   group: Prepared[],
   sampling: Sampling,
+  tiling: { tile: number; overlap: number; batch: number },
   startIsNoisy: boolean,
-  reporter: Reporter,
   signals: SignalWatch,
   batch: Batch,
 ): Promise<Tensor[]> {
-  const res = model.card.resolution;
-  const ops: Operator[] = [];
-  for (const { edit, picture } of group) {
-    if (edit.width !== res || edit.height !== res) {
-      reporter.warn(
-        `${picture.label}: output ${edit.width}x${edit.height} differs from the model's ${res}x${res}: editing at ${res}x${res} and resizing back`,
-      );
-    }
-    ops.push(await edit.operatorAt(res, res));
-  }
-  const x = await sample(model, {
-    operator: stackOperators(ops),
-    sigmas: sampling.plan.sigmas,
+  const edits: FullResEdit[] = group.map(({ edit, job }) => ({
+    operator: edit.operator,
+    seed: job.seed,
+    scales: edit.scales ?? 'tiles',
+    windows: edit.windows,
+    maxSampledSide: edit.maxSampledSide,
+  }));
+  return editFullResolution(model, edits, {
+    ...tiling,
+    first: { sigmas: sampling.plan.sigmas, start: sampling.start, eta: sampling.eta, samples: sampling.samples },
+    refine: sampling.refine,
     sigmaMin: model.card.grid.sigmaMin,
-    // Sample k of image i draws from stream k of the image's seed: the result depends on neither --batch nor the
-    // other images, and --samples 1 is the image's own seed stream.
-    noise: Array.from({ length: sampling.samples }, (_, k) => perImageNoise(group.map(({ job }) => new Rng(job.seed, k)))),
-    start: sampling.start,
-    eta: sampling.eta,
     startIsNoisy,
-    onStep: (e) => {
-      batch.step(e, group.map(({ job }) => job.item.path));
+    onStep: (e, which) => {
+      batch.step(e, which.map((i) => group[i].job.item.path));
       signals.check();
     },
   });
-  const results: Tensor[] = [];
-  for (let i = 0; i < group.length; i++) {
-    const { edit } = group[i];
-    const small = x.image(i);
-    if (edit.width === res && edit.height === res) {
-      results.push(small);
-      continue;
-    }
-    const full = await edit.operatorAt(edit.width, edit.height);
-    results.push(full.projectInRange(await resizeTensor(small, edit.width, edit.height, 'lanczos3')));
-  }
-  return results;
 }
 
 /** How a generation task starts: batch size, the noise (step 0 is the initial noise), the operator. */

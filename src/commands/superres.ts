@@ -1,8 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { superresOperator, upsampleNearest } from '../editing/superres.js';
-import { UsageError } from '../errors.js';
 import type { PlanTask } from '../runtime/card.js';
-import { resizeAlpha, resizeTensor } from '../io/image.js';
+import { resizeAlpha } from '../io/image.js';
 import { withInputs, withCommonOptions } from './common.js';
 import { runImageTask, type ImageArgs, type ImageTask } from './run.js';
 
@@ -17,21 +16,17 @@ const task: ImageTask<SuperresArgs> = {
   defaultSteps: 2,
   nameVars: (args) => ({ scale: args.scale }),
   planTask: (args) => `superres-x${args.scale}` as PlanTask,
-  async prepare({ picture }, args, file) {
+  async prepare({ picture }, args) {
     const p = args.scale;
-    const res = file.card.resolution;
-    if (res % p !== 0) throw new UsageError(`-x ${p} does not divide the model's resolution ${res}`);
     const width = picture.width * p;
     const height = picture.height * p;
     return {
       width,
       height,
       alpha: picture.alpha && (await resizeAlpha(picture.alpha, picture.width, picture.height, width, height)),
-      async operatorAt(w, h) {
-        // The reference: the low-res image upsampled by p (nearest), whose p x p patch means are the low-res pixels.
-        const low = w === width && h === height ? picture.rgb : await resizeTensor(picture.rgb, w / p, h / p, 'lanczos3');
-        return superresOperator(upsampleNearest(low, p), p);
-      },
+      // The reference: the low-res image upsampled by p (nearest), whose p x p patch means are the low-res pixels;
+      // tiles at the output size.
+      operator: superresOperator(upsampleNearest(picture.rgb, p), p),
     };
   },
 };

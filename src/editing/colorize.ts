@@ -3,7 +3,7 @@
  * luminance coordinate is known, the two chroma coordinates are generated. Closed form, exact whatever the completion
  * of Q: P(x) = x + w (w.y - w.x) / (w.w). Pure.
  */
-import { Tensor } from '../tensor.js';
+import { cropTensor, halveTensor, Tensor } from '../tensor.js';
 import { projectBlockInRange } from './box.js';
 import { once, type Operator } from './operator.js';
 
@@ -51,6 +51,8 @@ export function colorizeOperator(y: Tensor): Operator {
       return y.map((_, i) => target.data[Math.floor(i / (3 * plane)) * plane + (i % plane)]);
     }),
     project: (x) => withLuminance(x, target),
+    crop: (x0, y0, w, h) => colorizeOperator(cropTensor(y, x0, y0, w, h)),
+    coarsen: () => colorizeOperator(halveTensor(y)),
     projectInRange: (x) => {
       const out = x.clone();
       const plane = x.h * x.w;

@@ -2,7 +2,7 @@
  * Inpainting: A = identity, Omega = the mask. P(x) = keep * y + fill * x, exactly, per pixel. Its classical estimate
  * is the harmonic fill of the hole. Pure.
  */
-import { clamp, Tensor } from '../tensor.js';
+import { clamp, cropTensor, halveTensor, Tensor } from '../tensor.js';
 import { harmonicFill } from './harmonic.js';
 import { once, type Operator } from './operator.js';
 
@@ -23,5 +23,22 @@ export function inpaintOperator(y: Tensor, fill: Tensor): Operator {
   const start = y.map((v, i) => (1 - m(i)) * v);
   const project = (x: Tensor): Tensor => x.map((v, i) => (1 - m(i)) * yd[i] + m(i) * v);
   // Pixels are independent: clamping the generated ones is the exact projection (y is in range already).
-  return { start, estimate: once(() => harmonicFill(y, fill)), project, projectInRange: (x) => project(clamp(x)) };
+  return {
+    start,
+    estimate: once(() => harmonicFill(y, fill)),
+    project,
+    projectInRange: (x) => project(clamp(x)),
+    generates(n, x0, y0, w, h) {
+      const base = (fill.n === 1 ? 0 : n) * plane;
+      for (let r = y0; r < y0 + h; r++) for (let u = x0; u < x0 + w; u++) if (fill.data[base + r * y.w + u] > 0) return true;
+      return false;
+    },
+    crop: (x0, y0, w, h) => inpaintOperator(cropTensor(y, x0, y0, w, h), cropTensor(fill, x0, y0, w, h)),
+    coarsen() {
+      // A coarse pixel is known only where all of its pixels are (their mean); it is filled where any of them is.
+      const keep = fill.map((v) => (v > 0 ? 0 : 1));
+      const coarseKeep = halveTensor(keep);
+      return inpaintOperator(halveTensor(y, keep), coarseKeep.map((v) => (v < 1 ? 1 : 0)));
+    },
+  };
 }

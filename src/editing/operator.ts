@@ -1,8 +1,9 @@
 /**
  * An edit, as data (ALGORITHMS.md section 4): an orthogonal map A with a mask Omega over A's coordinates, given the
- * reference y. Each task builds one; the sampler only calls these two members. Pure.
+ * reference y, built at the image's own size. The sampler only uses these members; for images larger than the
+ * model it also asks an operator for its crops (a window of the image) and coarser versions (coarse to fine). Pure.
  */
-import { clamp, concatBatch, Tensor } from '../tensor.js';
+import { clamp, concatBatch, cropTensor, halveTensor, Tensor } from '../tensor.js';
 
 export interface Operator {
   /**
@@ -23,11 +24,29 @@ export interface Operator {
    * encoding (which clips to 0..255) never changes known data.
    */
   projectInRange(x: Tensor): Tensor;
+  /** Whether the w x h rectangle at (x, y) of image n has a generated coordinate (default: yes). */
+  generates?(n: number, x: number, y: number, w: number, h: number): boolean;
+  /** The same edit on the w x h window at (x, y) of a one-image batch. */
+  crop?(x: number, y: number, w: number, h: number): Operator;
+  /** The same edit at half the size (rounded up), its known data averaged over 2 x 2 cells. */
+  coarsen?(): Operator;
 }
 
 /** Nothing known: sampling starts from `start` (zeros, or a guide image for SDEdit) and no projection is made. */
 export function unconstrained(start: Tensor): Operator {
-  return { start, estimate: () => start, project: (x) => x, projectInRange: (x) => clamp(x) };
+  return {
+    start,
+    estimate: () => start,
+    project: (x) => x,
+    projectInRange: (x) => clamp(x),
+    crop: (x, y, w, h) => unconstrained(cropTensor(start, x, y, w, h)),
+    coarsen: () => unconstrained(halveTensor(start)),
+  };
+}
+
+/** The operator with another classical estimate (coarse to fine: the upsampled coarser result). */
+export function withEstimate(op: Operator, estimate: Tensor): Operator {
+  return { ...op, estimate: () => estimate };
 }
 
 /** A function computed on its first call only. */
@@ -55,5 +74,6 @@ export function stackOperators(ops: readonly Operator[]): Operator {
     estimate: once(() => concatBatch(ops.map((op) => op.estimate()))),
     project: (x) => each(x, (op, xi) => op.project(xi)),
     projectInRange: (x) => each(x, (op, xi) => op.projectInRange(xi)),
+    generates: (n, x, y, w, h) => ops[n].generates?.(0, x, y, w, h) ?? true,
   };
 }

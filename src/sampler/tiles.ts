@@ -1,0 +1,161 @@
+/**
+ * Tiled evaluation of the model (ALGORITHMS.md section 5): a Denoiser for images of any size made from one that
+ * runs on tiles. Each call cuts x into overlapping tiles, runs them through the model `batch` tiles at a time, and
+ * blends the denoised tiles into one full-size estimate with smooth weights (a product of raised-cosine ramps across
+ * the overlap, never 0). The tile grid moves by a different offset at every call, so seams never sit in one place.
+ * The sampler projects and renoises the full image; noise is drawn for the full image, so the tile size, overlap
+ * and batch never change a result beyond blending, and an image of exactly one tile gives the untiled result.
+ * Images smaller than a tile are mirrored out to a tile and cropped back. Memory: the tiles of one call, and two
+ * full-size planes. Pure.
+ */
+import { Tensor } from '../tensor.js';
+import type { Denoiser } from './sample.js';
+
+export interface TileOptions {
+  /** Tile side in pixels (the model's resolution, or a multiple of 8 the network accepts). */
+  tile: number;
+  /** Pixels shared by neighbouring tiles, less than half a tile. */
+  overlap: number;
+  /** Tiles per model call. */
+  batch: number;
+  /**
+   * Whether a tile has anything to generate; skipped tiles pass their input through (the projection puts the known
+   * data back there anyway). Default: every tile is needed.
+   */
+  needed?: (image: number, x: number, y: number, w: number, h: number) => boolean;
+}
+
+/** The smallest weight a tile gives a pixel (at its very edge): the sum over tiles is never 0. */
+const EDGE_WEIGHT = 1e-3;
+
+export function checkTileOptions(o: TileOptions): void {
+  if (!Number.isInteger(o.tile) || o.tile < 8) throw new RangeError(`Expected a tile of at least 8 pixels but received ${o.tile}`);
+  if (!Number.isInteger(o.overlap) || o.overlap < 0 || 2 * o.overlap >= o.tile) {
+    throw new RangeError(`Expected an overlap between 0 and ${Math.ceil(o.tile / 2) - 1} for tiles of ${o.tile} but received ${o.overlap}`);
+  }
+  if (!Number.isInteger(o.batch) || o.batch < 1) throw new RangeError(`Expected a positive batch but received ${o.batch}`);
+}
+
+/**
+ * Tile origins along an axis of `size` (at least `tile`) for tiles of `tile` pixels overlapping by `overlap`, the
+ * grid moved back by `shift` (0 <= shift < stride): every pixel is covered, the first tile starts at 0 and the last
+ * ends at `size`.
+ */
+export function tileStarts(size: number, tile: number, overlap: number, shift: number): number[] {
+  if (size <= tile) return [0];
+  const stride = tile - overlap;
+  const out: number[] = [];
+  for (let p = -shift; ; p += stride) {
+    const s = Math.min(Math.max(p, 0), size - tile);
+    if (out.length === 0 || s > out[out.length - 1]) out.push(s);
+    if (s + tile >= size) break;
+  }
+  return out;
+}
+
+/** Blend weight of a tile's pixel at offset u along one axis of a tile of `tile` pixels. */
+export function rampWeight(u: number, tile: number, overlap: number): number {
+  if (overlap === 0) return 1;
+  const d = Math.min(u, tile - 1 - u); // distance to the nearer edge, in pixels
+  if (d >= overlap) return 1;
+  const r = 0.5 - 0.5 * Math.cos((Math.PI * (d + 0.5)) / overlap);
+  return EDGE_WEIGHT + (1 - EDGE_WEIGHT) * r;
+}
+
+/** The grid offset of the k-th call: spread over the stride by the golden ratio, different on the two axes. */
+function shiftOf(call: number, stride: number): [number, number] {
+  if (call === 0 || stride <= 1) return [0, 0];
+  const frac = (v: number): number => v - Math.floor(v);
+  return [Math.floor(frac(call * 0.6180339887) * stride), Math.floor(frac(call * 0.7548776662) * stride)];
+}
+
+/** A Denoiser over images of any size, evaluating `inner` on tiles. `calls` counts its evaluations so far. */
+export function tiledDenoiser(inner: Denoiser, options: TileOptions): Denoiser & { readonly calls: number } {
+  checkTileOptions(options);
+  const { tile, overlap, batch } = options;
+  const ramp = Float32Array.from({ length: tile }, (_, u) => rampWeight(u, tile, overlap));
+  let calls = 0;
+  return {
+    get calls() {
+      return calls;
+    },
+    async denoise(x: Tensor, sigma: Float32Array): Promise<Tensor> {
+      const call = calls++;
+      if (x.h === tile && x.w === tile) return inner.denoise(x, sigma);
+      const padded = x.h < tile || x.w < tile ? mirrorPad(x, Math.max(tile, x.w), Math.max(tile, x.h)) : x;
+      const [sx, sy] = shiftOf(call, tile - overlap);
+      const xs = tileStarts(padded.w, tile, overlap, sx);
+      const ys = tileStarts(padded.h, tile, overlap, sy);
+      const jobs: { n: number; x: number; y: number }[] = [];
+      for (let n = 0; n < x.n; n++) {
+        for (const ty of ys) {
+          for (const tx of xs) {
+            if (!options.needed || options.needed(n, tx, ty, Math.min(tile, x.w - tx), Math.min(tile, x.h - ty))) jobs.push({ n, x: tx, y: ty });
+          }
+        }
+      }
+      const acc = new Float64Array(padded.data.length);
+      const wsum = new Float64Array(padded.n * padded.h * padded.w);
+      const plane = padded.h * padded.w;
+      for (let k = 0; k < jobs.length; k += batch) {
+        const group = jobs.slice(k, k + batch);
+        const tiles = new Tensor(group.length, x.c, tile, tile);
+        const sig = new Float32Array(group.length);
+        group.forEach((j, i) => {
+          sig[i] = sigma[j.n];
+          for (let c = 0; c < x.c; c++) {
+            for (let r = 0; r < tile; r++) {
+              const src = ((j.n * x.c + c) * padded.h + j.y + r) * padded.w + j.x;
+              tiles.data.set(padded.data.subarray(src, src + tile), ((i * x.c + c) * tile + r) * tile);
+            }
+          }
+        });
+        const out = await inner.denoise(tiles, sig);
+        group.forEach((j, i) => {
+          for (let r = 0; r < tile; r++) {
+            const wr = ramp[r];
+            for (let u = 0; u < tile; u++) {
+              const w = wr * ramp[u];
+              const p = (j.y + r) * padded.w + j.x + u;
+              wsum[j.n * plane + p] += w;
+              for (let c = 0; c < x.c; c++) acc[(j.n * x.c + c) * plane + p] += w * out.data[((i * x.c + c) * tile + r) * tile + u];
+            }
+          }
+        });
+      }
+      // Pixels no needed tile covered keep their input.
+      const result = new Tensor(x.n, x.c, x.h, x.w);
+      for (let n = 0; n < x.n; n++) {
+        for (let c = 0; c < x.c; c++) {
+          for (let r = 0; r < x.h; r++) {
+            for (let u = 0; u < x.w; u++) {
+              const p = r * padded.w + u;
+              const w = wsum[n * plane + p];
+              const i = ((n * x.c + c) * x.h + r) * x.w + u;
+              result.data[i] = w > 0 ? acc[(n * x.c + c) * plane + p] / w : x.data[i];
+            }
+          }
+        }
+      }
+      return result;
+    },
+  };
+}
+
+/** x mirrored (without repeating the edge pixel, as numpy's "reflect") out to w x h at the right and bottom. */
+export function mirrorPad(x: Tensor, w: number, h: number): Tensor {
+  const out = new Tensor(x.n, x.c, h, w);
+  const fold = (i: number, size: number): number => {
+    if (size === 1) return 0;
+    const period = 2 * (size - 1);
+    const m = i % period;
+    return m < size ? m : period - m;
+  };
+  for (let p = 0; p < x.n * x.c; p++) {
+    for (let r = 0; r < h; r++) {
+      const sr = fold(r, x.h);
+      for (let u = 0; u < w; u++) out.data[(p * h + r) * w + u] = x.data[(p * x.h + sr) * x.w + fold(u, x.w)];
+    }
+  }
+  return out;
+}

@@ -1,0 +1,282 @@
+/**
+ * Full-resolution editing (ALGORITHMS.md section 5): the tiler's invariants with analytic denoisers, coarse to fine
+ * and windows as pure code, then the CLI on images larger than the model: no visible seams, known data exact.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { beforeAll, describe, expect, test } from 'vitest';
+import { colorizeOperator, luminance } from '../src/editing/colorize.js';
+import { inpaintOperator } from '../src/editing/inpaint.js';
+import { unconstrained } from '../src/editing/operator.js';
+import { halvingsToFit, holeWindows } from '../src/editing/regions.js';
+import { Rng } from '../src/rng.js';
+import { editFullResolution } from '../src/sampler/fullres.js';
+import { gaussianNoise, sample, type Denoiser } from '../src/sampler/sample.js';
+import { karrasSigma } from '../src/sampler/schedule.js';
+import { mirrorPad, rampWeight, tiledDenoiser, tileStarts } from '../src/sampler/tiles.js';
+import { maxAbsDiff, Tensor } from '../src/tensor.js';
+import { randomTensor } from './helpers/arbitrary.js';
+import { CM_BIN, ROOT, TINY_MODEL } from './helpers/paths.js';
+
+const GRID = { sigmaMin: 0.002, sigmaMax: 80, rho: 7, size: 40 };
+const SIGMAS = [20, 28, 39].map((t) => karrasSigma(GRID, t));
+
+/** A denoiser whose output depends on the whole tile it sees (its mean), as a network's does. */
+function tileAware(calls: number[] = []): Denoiser {
+  return {
+    async denoise(x, sigma) {
+      calls.push(x.n);
+      const out = x.zerosLike();
+      const size = x.imageSize;
+      for (let n = 0; n < x.n; n++) {
+        let m = 0;
+        for (let i = 0; i < size; i++) m += x.data[n * size + i];
+        m /= size;
+        for (let i = 0; i < size; i++) out.data[n * size + i] = Math.tanh(0.7 * x.data[n * size + i] + 0.2 * m) / (1 + 0.01 * sigma[n]);
+      }
+      return out;
+    },
+  };
+}
+
+describe('tiles', () => {
+  test('tile starts cover the axis from 0 to its end, for every shift', () => {
+    for (const [size, tile, overlap] of [[200, 64, 8], [64, 64, 8], [65, 64, 16], [1000, 128, 0]]) {
+      for (let shift = 0; shift < tile - overlap; shift += 7) {
+        const s = tileStarts(size, tile, overlap, shift);
+        expect(s[0]).toBe(0);
+        expect(s[s.length - 1] + tile).toBe(Math.max(size, tile));
+        for (let i = 1; i < s.length; i++) expect(s[i] - s[i - 1]).toBeLessThanOrEqual(tile - overlap);
+      }
+    }
+  });
+
+  test('blend weights are positive everywhere and 1 away from the overlap', () => {
+    for (let u = 0; u < 64; u++) {
+      const w = rampWeight(u, 64, 8);
+      expect(w).toBeGreaterThan(0);
+      if (u >= 8 && u < 56) expect(w).toBe(1);
+    }
+  });
+
+  test('an image of exactly one tile gives the untiled result, byte for byte', async () => {
+    const y = randomTensor(3, 2, 3, 64, 64);
+    const run = (d: Denoiser) => sample(d, { operator: unconstrained(y), sigmas: SIGMAS, sigmaMin: 0.002, noise: gaussianNoise(new Rng(4)) });
+    const plain = await run(tileAware());
+    const tiled = await run(tiledDenoiser(tileAware(), { tile: 64, overlap: 8, batch: 3 }));
+    expect(Buffer.from(tiled.data.buffer).equals(Buffer.from(plain.data.buffer))).toBe(true);
+  });
+
+  test('the batch of tiles changes nothing; every call moves the grid', async () => {
+    const x = randomTensor(5, 1, 3, 150, 200);
+    const sigma = new Float32Array([0.5]);
+    const calls: number[] = [];
+    const one = tiledDenoiser(tileAware(calls), { tile: 64, overlap: 8, batch: 1 });
+    const many = tiledDenoiser(tileAware(), { tile: 64, overlap: 8, batch: 7 });
+    const a = await one.denoise(x, sigma);
+    const b = await many.denoise(x, sigma);
+    expect(maxAbsDiff(a, b)).toBe(0);
+    expect(calls.every((n) => n === 1)).toBe(true);
+    expect(calls.length).toBe(tileStarts(200, 64, 8, 0).length * tileStarts(150, 64, 8, 0).length);
+    // The second call sees another grid, so a tile-dependent denoiser answers differently.
+    expect(maxAbsDiff(await one.denoise(x, sigma), a)).toBeGreaterThan(0);
+  });
+
+  test('images smaller than a tile are mirrored out and cropped back; skipped tiles pass their input', async () => {
+    const x = randomTensor(6, 1, 3, 40, 50);
+    const padded = mirrorPad(x, 64, 64);
+    expect(padded.data[(0 * 64 + 39) * 64 + 49]).toBe(x.data[39 * 50 + 49]);
+    expect(padded.data[(0 * 64 + 41) * 64 + 51]).toBe(x.data[37 * 50 + 47]); // reflected about the last row/column
+    const out = await tiledDenoiser(tileAware(), { tile: 64, overlap: 8, batch: 2 }).denoise(x, new Float32Array([1]));
+    expect(out.shape).toEqual([1, 3, 40, 50]);
+    const none = await tiledDenoiser(tileAware(), { tile: 32, overlap: 4, batch: 2, needed: () => false }).denoise(x, new Float32Array([1]));
+    expect(maxAbsDiff(none, x)).toBe(0);
+  });
+});
+
+describe('coarse to fine and windows', () => {
+  test('windows: one per hole, merged when they overlap, at least a tile, inside the image', () => {
+    const fill = new Tensor(1, 1, 300, 400);
+    const hole = (x0: number, y0: number, s: number) => {
+      for (let y = y0; y < y0 + s; y++) for (let x = x0; x < x0 + s; x++) fill.data[y * 400 + x] = 1;
+    };
+    hole(20, 20, 10);
+    hole(300, 200, 30);
+    hole(330, 250, 10); // within the second's window: merged
+    const wins = holeWindows(fill, 64, 3);
+    expect(wins).toHaveLength(2);
+    for (const r of wins) expect(r.x >= 0 && r.y >= 0 && r.x + r.w <= 400 && r.y + r.h <= 300 && r.w >= 64 && r.h >= 64).toBe(true);
+    expect(halvingsToFit(1000, 700, 64)).toBe(4);
+  });
+
+  test('colorize coarse to fine keeps the full-resolution luminance exactly', async () => {
+    const y = randomTensor(8, 1, 3, 100, 150).map((v) => 0.8 * v);
+    const op = colorizeOperator(y);
+    const [out] = await editFullResolution(tileAware(), [{ operator: op, seed: 3, scales: 'coarse-to-fine', maxSampledSide: 80 }], {
+      tile: 32,
+      overlap: 4,
+      batch: 4,
+      first: { sigmas: SIGMAS, start: 'estimate', eta: 1, samples: 1 },
+      refine: { sigmas: SIGMAS.slice(1), start: 'estimate', eta: 0, samples: 1 },
+      sigmaMin: 0.002,
+    });
+    expect(maxAbsDiff(luminance(out), luminance(y))).toBeLessThan(1e-5);
+  });
+
+  test('inpainting in windows changes only the holes, and only their windows are evaluated', async () => {
+    const y = randomTensor(9, 1, 3, 200, 300);
+    const fill = new Tensor(1, 1, 200, 300).map((_, i) => ((i % 300) >= 40 && (i % 300) < 52 && i / 300 >= 30 && i / 300 < 42 ? 1 : 0));
+    const op = inpaintOperator(y, fill);
+    const calls: number[] = [];
+    const [out] = await editFullResolution(tileAware(calls), [{ operator: op, seed: 1, scales: 'coarse-to-fine', windows: holeWindows(fill, 64, 3) }], {
+      tile: 64,
+      overlap: 8,
+      batch: 8,
+      first: { sigmas: SIGMAS, start: 'estimate', eta: 0, samples: 1 },
+      refine: { sigmas: SIGMAS.slice(1), start: 'estimate', eta: 0, samples: 1 },
+      sigmaMin: 0.002,
+    });
+    for (let i = 0; i < out.data.length; i++) if (!fill.data[i % 60000]) expect(out.data[i]).toBe(y.data[i]);
+    expect(calls).toEqual([1, 1]); // one 64x64 window, two evaluations
+    let changed = 0;
+    for (let i = 0; i < out.data.length; i++) if (fill.data[i % 60000] && out.data[i] !== 0) changed++;
+    expect(changed).toBe(3 * 144);
+  });
+});
+
+// ---- the CLI -------------------------------------------------------------------------------------------------------
+
+let dir: string;
+const at = (name: string): string => join(dir, name);
+const DEFAULT_MODEL = join(ROOT, 'models', 'default.onnx');
+
+function cm(...args: string[]): { status: number | null; stderr: string; stdout: string } {
+  const r = spawnSync(process.execPath, [CM_BIN, ...args, '--device', 'cpu', '-q', '--seed', '2'], { cwd: dir, maxBuffer: 64 << 20 });
+  return { status: r.status, stderr: r.stderr.toString(), stdout: r.stdout.toString() };
+}
+
+async function raw(path: string): Promise<{ data: Buffer; w: number; h: number; c: number }> {
+  const { data, info } = await sharp(path).raw().toBuffer({ resolveWithObject: true });
+  return { data, w: info.width, h: info.height, c: info.channels };
+}
+
+async function smooth(path: string, w: number, h: number): Promise<void> {
+  const d = Buffer.alloc(w * h * 3);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const i = (y * w + x) * 3;
+      d[i] = Math.round(60 + (120 * x) / w);
+      d[i + 1] = Math.round(40 + (150 * y) / h);
+      d[i + 2] = Math.round(128 + 60 * Math.sin((x + y) / 60));
+    }
+  }
+  await sharp(d, { raw: { width: w, height: h, channels: 3 } }).png().toFile(path);
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'cm-fullres-'));
+  await smooth(at('smooth.png'), 200, 150);
+  await smooth(at('big.png'), 1000, 700);
+  await smooth(at('odd.png'), 333, 251);
+  const m = Buffer.alloc(1000 * 700);
+  for (let y = 100; y < 130; y++) for (let x = 200; x < 230; x++) m[y * 1000 + x] = 255; // a small hole
+  for (let y = 400; y < 640; y++) for (let x = 500; x < 900; x++) m[y * 1000 + x] = 255; // a big one
+  await sharp(m, { raw: { width: 1000, height: 700, channels: 1 } }).png().toFile(at('big-mask.png'));
+});
+
+describe('full resolution through the CLI', () => {
+  test('no seams: across tile borders the gradient is within 10% of inside (default model, denoise); without overlap it is not', async () => {
+    const ratio = async (overlap: number): Promise<number> => {
+      expect(cm('denoise', 'smooth.png', '--noise', '10', '--model', DEFAULT_MODEL, '--overlap', String(overlap), '-o', `seam${overlap}.png`).status).toBe(0);
+      const { data, w, h, c } = await raw(at(`seam${overlap}.png`));
+      const col = new Float64Array(w - 1);
+      for (let y = 0; y < h; y++) for (let x = 0; x < w - 1; x++) for (let k = 0; k < 3; k++) col[x] += Math.abs(data[(y * w + x + 1) * c + k] - data[(y * w + x) * c + k]);
+      // One evaluation: the first call's grid (no shift). A seam sits where one tile ends and the next begins.
+      const starts = tileStarts(w, 64, overlap, 0);
+      const border = new Set<number>();
+      for (let i = 1; i < starts.length; i++) {
+        border.add(starts[i] - 1); // the next tile begins
+        border.add(starts[i - 1] + 63); // the previous one ends
+      }
+      let b = 0;
+      let nb = 0;
+      let inside = 0;
+      let ni = 0;
+      for (let x = 0; x < w - 1; x++) {
+        if (border.has(x)) {
+          b += col[x];
+          nb++;
+        } else {
+          inside += col[x];
+          ni++;
+        }
+      }
+      return b / nb / (inside / ni);
+    };
+    const blended = await ratio(8);
+    const hard = await ratio(0);
+    expect(Math.abs(blended - 1)).toBeLessThan(0.1);
+    expect(hard).toBeGreaterThan(1.1);
+  });
+
+  test('inpaint 1000x700 (a small and a big hole): every unmasked pixel is the input', async () => {
+    for (const strategy of ['auto', 'crop', 'resize']) {
+      expect(cm('inpaint', 'big.png', '--mask', 'big-mask.png', '--model', TINY_MODEL, '--strategy', strategy, '-o', `big-${strategy}.png`).status).toBe(0);
+      const [src, out, mask] = await Promise.all([raw(at('big.png')), raw(at(`big-${strategy}.png`)), raw(at('big-mask.png'))]);
+      expect([out.w, out.h]).toEqual([1000, 700]);
+      let bad = 0;
+      let filled = 0;
+      for (let p = 0; p < 1000 * 700; p++) {
+        for (let k = 0; k < 3; k++) {
+          if (mask.data[p * mask.c] === 0) bad += out.data[p * 3 + k] !== src.data[p * 3 + k] ? 1 : 0;
+          else filled += out.data[p * 3 + k] !== src.data[p * 3 + k] ? 1 : 0;
+        }
+      }
+      expect(bad).toBe(0);
+      expect(filled).toBeGreaterThan(0);
+    }
+  });
+
+  test('superres x4 of 333x251: 1332x1004 out, every 4x4 patch mean within 1 grey level of its input pixel', async () => {
+    expect(cm('superres', 'odd.png', '-x', '4', '--model', TINY_MODEL, '-o', 'odd-x4.png').status).toBe(0);
+    const [low, out] = await Promise.all([raw(at('odd.png')), raw(at('odd-x4.png'))]);
+    expect([out.w, out.h]).toEqual([1332, 1004]);
+    let worst = 0;
+    for (let y = 0; y < 251; y++) {
+      for (let x = 0; x < 333; x++) {
+        for (let k = 0; k < 3; k++) {
+          let s = 0;
+          for (let dy = 0; dy < 4; dy++) for (let dx = 0; dx < 4; dx++) s += out.data[((4 * y + dy) * 1332 + 4 * x + dx) * 3 + k];
+          worst = Math.max(worst, Math.abs(s / 16 - low.data[(y * 333 + x) * 3 + k]));
+        }
+      }
+    }
+    expect(worst).toBeLessThanOrEqual(1);
+  });
+
+  test('colorize 1000x700: the luminance within 1 grey level of the input', async () => {
+    await sharp(at('big.png')).greyscale().png().toFile(at('big-gray.png'));
+    expect(cm('colorize', 'big-gray.png', '--model', TINY_MODEL, '-o', 'big-colour.png').status).toBe(0);
+    const [g, out] = await Promise.all([raw(at('big-gray.png')), raw(at('big-colour.png'))]);
+    let worst = 0;
+    for (let p = 0; p < 1000 * 700; p++) {
+      const l = 0.2989 * out.data[p * 3] + 0.587 * out.data[p * 3 + 1] + 0.114 * out.data[p * 3 + 2];
+      worst = Math.max(worst, Math.abs(l - g.data[p * g.c]));
+    }
+    expect(worst).toBeLessThanOrEqual(1);
+  });
+
+  test('--batch (tiles per call) and --tile beyond one tile never change a tiled result beyond blending', () => {
+    expect(cm('superres', 'smooth.png', '-x', '2', '--model', TINY_MODEL, '--batch', '1', '-o', 'b1.png').status).toBe(0);
+    expect(cm('superres', 'smooth.png', '-x', '2', '--model', TINY_MODEL, '--batch', '9', '-o', 'b9.png').status).toBe(0);
+    expect(readFileSync(at('b1.png')).equals(readFileSync(at('b9.png')))).toBe(true);
+  });
+
+  test('--tile and --overlap are checked', () => {
+    expect(cm('denoise', 'smooth.png', '--noise', '5', '--model', TINY_MODEL, '--tile', '60', '-o', 'x.png').stderr).toMatch(/Expected a multiple of 8 between 8 and 4096 for --tile but received 60/);
+    expect(cm('denoise', 'smooth.png', '--noise', '5', '--model', TINY_MODEL, '--overlap', '32', '-o', 'x.png').status).toBe(2);
+  });
+});
