@@ -280,3 +280,49 @@ describe('full resolution through the CLI', () => {
     expect(cm('denoise', 'smooth.png', '--noise', '5', '--model', TINY_MODEL, '--overlap', '32', '-o', 'x.png').status).toBe(2);
   });
 });
+
+describe('depth and alpha', () => {
+  test('16-bit PNG in, 16-bit PNG out (inpaint, denoise, colorize): inpaint keeps every unmasked 16-bit value', async () => {
+    const w = 96;
+    const h = 80;
+    const px = new Uint16Array(w * h * 4);
+    for (let p = 0; p < w * h; p++) {
+      px[p * 4] = (p * 97) % 65536;
+      px[p * 4 + 1] = (p * 31 + 7) % 65536;
+      px[p * 4 + 2] = 40000 + (p % 300);
+      px[p * 4 + 3] = p % 2 ? 65535 : 1000 + p; // alpha, 16-bit too
+    }
+    await sharp(px, { raw: { width: w, height: h, channels: 4 } }).toColourspace('rgb16').png().toFile(at('deep.png'));
+    const m = Buffer.alloc(w * h);
+    for (let y = 30; y < 50; y++) for (let x = 40; x < 60; x++) m[y * w + x] = 255;
+    await sharp(m, { raw: { width: w, height: h, channels: 1 } }).png().toFile(at('deep-mask.png'));
+    expect(cm('inpaint', 'deep.png', '--mask', 'deep-mask.png', '--model', TINY_MODEL, '-o', 'deep-out.png').status).toBe(0);
+    const meta = await sharp(at('deep-out.png')).metadata();
+    expect([meta.depth, meta.channels]).toEqual(['ushort', 4]);
+    const { data } = await sharp(at('deep-out.png')).toColourspace('rgb16').raw({ depth: 'ushort' }).toBuffer({ resolveWithObject: true });
+    const out = new Uint16Array(data.buffer, data.byteOffset, data.length / 2);
+    for (let p = 0; p < w * h; p++) {
+      const x = p % w;
+      const y = (p - x) / w;
+      const hole = y >= 30 && y < 50 && x >= 40 && x < 60;
+      for (let c = 0; c < 4; c++) if (!hole || c === 3) expect(out[p * 4 + c]).toBe(px[p * 4 + c]);
+    }
+    for (const [task, extra] of [['denoise', ['--noise', '5']], ['colorize', []]] as const) {
+      expect(cm(task, 'deep.png', ...extra, '--model', TINY_MODEL, '-o', `deep-${task}.png`).status).toBe(0);
+      expect((await sharp(at(`deep-${task}.png`)).metadata()).depth).toBe('ushort');
+    }
+  });
+
+  test('superres resizes the alpha channel with the image', async () => {
+    const w = 20;
+    const h = 16;
+    const px = Buffer.alloc(w * h * 4);
+    for (let p = 0; p < w * h; p++) px.set([p % 256, 100, 50, p % w < 10 ? 255 : 0], p * 4);
+    await sharp(px, { raw: { width: w, height: h, channels: 4 } }).png().toFile(at('alpha.png'));
+    expect(cm('superres', 'alpha.png', '-x', '2', '--model', TINY_MODEL, '-o', 'alpha-x2.png').status).toBe(0);
+    const { data, info } = await sharp(at('alpha-x2.png')).raw().toBuffer({ resolveWithObject: true });
+    expect([info.width, info.height, info.channels]).toEqual([40, 32, 4]);
+    expect(data[(5 * 40 + 2) * 4 + 3]).toBe(255); // opaque left half
+    expect(data[(5 * 40 + 37) * 4 + 3]).toBe(0); // transparent right half
+  });
+});

@@ -10,7 +10,7 @@ import { unconstrained, type Operator } from '../editing/operator.js';
 import type { Rect } from '../editing/regions.js';
 import { editFullResolution, type FullResEdit, type Scales } from '../sampler/fullres.js';
 import { InputError, ModelError, UsageError } from '../errors.js';
-import { encodePicture, readPicture, type Picture } from '../io/image.js';
+import { encodePicture, readPicture, type AlphaPlane, type Picture } from '../io/image.js';
 import { expandInputs, type InputItem } from '../io/inputs.js';
 import { checkOutput, checkOutputCount, outputFormat, outputPath, STDOUT, writeOutput } from '../io/output.js';
 import { MAX_SEED, Rng } from '../rng.js';
@@ -29,7 +29,7 @@ export interface Edit {
   width: number;
   height: number;
   /** Alpha at the output size, re-attached to the result. */
-  alpha?: Uint8Array;
+  alpha?: AlphaPlane;
   /** The operator at the output size. */
   operator: Operator;
   /** Default "tiles": the sampler at full size, the model on tiles. */
@@ -154,7 +154,10 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
         for (let i = 0; i < todo.length; i++) {
           const { job, edit, picture } = todo[i];
           try {
-            const bytes = await encodePicture(results[i], 0, format, { alpha: edit.alpha, metadataFrom: picture.source });
+            if (picture.depth === 16 && format === 'png' && picture.source) {
+              reporter.warn(`${picture.label}: a 16-bit image with --keep-metadata is written as an 8-bit PNG (its metadata can only be kept at 8 bits)`);
+            }
+            const bytes = await encodePicture(results[i], 0, format, { alpha: edit.alpha, metadataFrom: picture.source, depth: picture.depth });
             await writeOutput(job.output, bytes, args.force);
             batch.ok(job.record, job.started);
           } catch (e) {

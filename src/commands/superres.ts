@@ -23,7 +23,7 @@ const task: ImageTask<SuperresArgs> = {
     return {
       width,
       height,
-      alpha: picture.alpha && (await resizeAlpha(picture.alpha, picture.width, picture.height, width, height)),
+      alpha: picture.alpha && resizeAlpha(picture.alpha, picture.width, picture.height, width, height),
       // The reference: the low-res image upsampled by p (nearest), whose p x p patch means are the low-res pixels;
       // tiles at the output size.
       operator: superresOperator(upsampleNearest(picture.rgb, p), p),

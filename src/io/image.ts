@@ -5,6 +5,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import type sharpType from 'sharp';
 import { InputError } from '../errors.js';
+import { resample } from '../editing/resample.js';
 import { Tensor } from '../tensor.js';
 
 let sharpModule: typeof sharpType | undefined;
@@ -21,12 +22,17 @@ async function sharpLib(): Promise<typeof sharpType> {
 export const FORMATS = ['png', 'jpg', 'webp'] as const;
 export type ImageFormat = (typeof FORMATS)[number];
 
-/** A decoded image: RGB in [-1, 1] and, when the file had one, its alpha channel (0-255, one byte a pixel). */
+/** Alpha values: 0-255 for 8-bit images, 0-65535 for 16-bit ones. */
+export type AlphaPlane = Uint8Array | Uint16Array;
+
+/** A decoded image: RGB in [-1, 1] and, when the file had one, its alpha channel at the file's depth. */
 export interface Picture {
   /** Where it came from: the path, or "stdin". */
   label: string;
   rgb: Tensor;
-  alpha?: Uint8Array;
+  alpha?: AlphaPlane;
+  /** Bits per sample of the file: 16 for 16-bit PNG (and TIFF), else 8. */
+  depth: 8 | 16;
   width: number;
   height: number;
   /** The file's bytes, kept when its metadata (EXIF, ICC, XMP) is to be copied to the output. */
@@ -61,43 +67,46 @@ export async function readInputBytes(spec: string): Promise<{ label: string; byt
   }
 }
 
-/** Decode image bytes; any decoder complaint (truncated, corrupt, not an image, too large) is an InputError. */
+/**
+ * Decode image bytes at their depth (16-bit files as 16-bit samples, everything else as 8-bit); any decoder complaint
+ * (truncated, corrupt, not an image, too large) is an InputError.
+ */
 async function decodeRaw(
   label: string,
   bytes: Buffer,
   options: DecodeOptions,
-): Promise<{ data: Buffer; width: number; height: number; channels: number }> {
+): Promise<{ data: Uint8Array | Uint16Array; max: number; width: number; height: number; channels: number }> {
   try {
     const sharp = await sharpLib();
-    const { data, info } = await sharp(bytes, {
-      failOn: 'warning',
-      limitInputPixels: options.maxPixels ?? true,
-      autoOrient: true,
-    })
-      .toColourspace('srgb')
-      .raw()
+    const open = () => sharp(bytes, { failOn: 'warning', limitInputPixels: options.maxPixels ?? true, autoOrient: true });
+    const deep = (await open().metadata()).depth === 'ushort';
+    const { data, info } = await open()
+      .toColourspace(deep ? 'rgb16' : 'srgb')
+      .raw(deep ? { depth: 'ushort' } : {})
       .toBuffer({ resolveWithObject: true });
-    return { data, width: info.width, height: info.height, channels: info.channels };
+    const samples = deep ? new Uint16Array(data.buffer, data.byteOffset, data.length / 2) : data;
+    return { data: samples, max: deep ? 65535 : 255, width: info.width, height: info.height, channels: info.channels };
   } catch (e) {
     throw new InputError(`${label}: cannot decode image (${decoderProblem(e)})`);
   }
 }
 
 export async function decodePicture(label: string, bytes: Buffer, options: DecodeOptions = {}): Promise<Picture> {
-  const { data, width, height, channels } = await decodeRaw(label, bytes, options);
+  const { data, max, width, height, channels } = await decodeRaw(label, bytes, options);
   const plane = width * height;
   const rgb = new Tensor(1, 3, height, width);
   const hasAlpha = channels === 2 || channels === 4;
   const colours = hasAlpha ? channels - 1 : channels;
-  const alpha = hasAlpha ? new Uint8Array(plane) : undefined;
+  const alpha = hasAlpha ? (max === 255 ? new Uint8Array(plane) : new Uint16Array(plane)) : undefined;
+  const half = max / 2;
   for (let p = 0; p < plane; p++) {
     for (let c = 0; c < 3; c++) {
       const v = data[p * channels + (colours === 1 ? 0 : c)];
-      rgb.data[c * plane + p] = v / 127.5 - 1;
+      rgb.data[c * plane + p] = v / half - 1;
     }
     if (alpha) alpha[p] = data[p * channels + channels - 1];
   }
-  return { label, rgb, alpha, width, height, source: options.keepSource ? bytes : undefined };
+  return { label, rgb, alpha, depth: max === 255 ? 8 : 16, width, height, source: options.keepSource ? bytes : undefined };
 }
 
 export async function readPicture(spec: string, options: DecodeOptions = {}): Promise<Picture> {
@@ -111,14 +120,14 @@ export async function readPicture(spec: string, options: DecodeOptions = {}): Pr
  */
 export async function readMask(spec: string, options: DecodeOptions = {}): Promise<{ label: string; mask: Tensor }> {
   const { label, bytes } = await readInputBytes(spec);
-  const { data, width, height, channels } = await decodeRaw(label, bytes, options);
+  const { data, max, width, height, channels } = await decodeRaw(label, bytes, options);
   const hasAlpha = channels === 2 || channels === 4;
   const mask = new Tensor(1, 1, height, width);
   for (let p = 0; p < width * height; p++) {
     const px = p * channels;
     const lum = channels >= 3 ? 0.2989 * data[px] + 0.587 * data[px + 1] + 0.114 * data[px + 2] : data[px];
-    const opacity = hasAlpha ? data[px + channels - 1] / 255 : 1;
-    mask.data[p] = lum * opacity >= 127.5 ? 1 : 0;
+    const opacity = hasAlpha ? data[px + channels - 1] / max : 1;
+    mask.data[p] = lum * opacity >= max / 2 ? 1 : 0;
   }
   return { label, mask };
 }
@@ -129,36 +138,54 @@ export function toByte(v: number): number {
   return b < 0 ? 0 : b > 255 ? 255 : b;
 }
 
-/** Interleaved bytes (HWC) of image i of a [N,C,H,W] tensor, with an alpha plane appended when given. */
-function interleave(t: Tensor, i: number, alpha?: Uint8Array): { data: Buffer; channels: 1 | 2 | 3 | 4 } {
+/** [-1, 1] -> 0..65535, rounded and clamped. */
+export function toWord(v: number): number {
+  const b = Math.round((v + 1) * 32767.5);
+  return b < 0 ? 0 : b > 65535 ? 65535 : b;
+}
+
+/**
+ * Interleaved samples (HWC) of image i of a [N,C,H,W] tensor, with an alpha plane appended when given: bytes, or
+ * 16-bit words when `deep` (an 8-bit alpha is widened).
+ */
+function interleave(t: Tensor, i: number, alpha?: AlphaPlane, deep = false): { data: Uint8Array | Uint16Array; channels: 1 | 2 | 3 | 4 } {
   const plane = t.h * t.w;
   const channels = (t.c + (alpha ? 1 : 0)) as 1 | 2 | 3 | 4;
-  const data = Buffer.alloc(plane * channels);
+  const data = deep ? new Uint16Array(plane * channels) : Buffer.alloc(plane * channels);
+  const to = deep ? toWord : toByte;
+  const alphaScale = alpha ? (deep ? (alpha instanceof Uint16Array ? 1 : 257) : alpha instanceof Uint16Array ? 1 / 257 : 1) : 1;
   const base = i * t.imageSize;
   for (let p = 0; p < plane; p++) {
-    for (let c = 0; c < t.c; c++) data[p * channels + c] = toByte(t.data[base + c * plane + p]);
-    if (alpha) data[p * channels + t.c] = alpha[p];
+    for (let c = 0; c < t.c; c++) data[p * channels + c] = to(t.data[base + c * plane + p]);
+    if (alpha) data[p * channels + t.c] = Math.round(alpha[p] * alphaScale);
   }
   return { data, channels };
 }
 
 export interface EncodeOptions {
-  alpha?: Uint8Array;
+  alpha?: AlphaPlane;
   /** An encoded image whose metadata (EXIF, ICC profile, XMP, IPTC) the output keeps (--keep-metadata). */
   metadataFrom?: Buffer;
+  /** 16: write a 16-bit PNG (other formats are 8-bit). */
+  depth?: 8 | 16;
 }
 
-/** Encode image i of a batch (RGB in [-1, 1], optional alpha) as PNG, JPEG or WebP. */
+/**
+ * Encode image i of a batch (RGB in [-1, 1], optional alpha) as PNG, JPEG or WebP; a 16-bit PNG when asked for. With
+ * metadataFrom the output is 8-bit: sharp carries metadata only through a composite onto the original, which is 8-bit.
+ */
 export async function encodePicture(t: Tensor, i: number, format: ImageFormat, options: EncodeOptions = {}): Promise<Buffer> {
-  const { data, channels } = interleave(t, i, options.alpha);
+  const deep = options.depth === 16 && format === 'png' && !options.metadataFrom;
+  const { data, channels } = interleave(t, i, options.alpha, deep);
   const raw = { width: t.w, height: t.h, channels };
   const sharp = await sharpLib();
+  if (deep) return sharp(data, { raw }).toColourspace('rgb16').png().toBuffer();
   // Metadata travels only within one sharp pipeline: start from the original (oriented as decoded, resized to the
   // output size) and replace every pixel with ours.
   const img = options.metadataFrom
     ? sharp(options.metadataFrom, { autoOrient: true, limitInputPixels: false })
         .resize(t.w, t.h, { fit: 'fill' })
-        .composite([{ input: data, raw, blend: 'source' }])
+        .composite([{ input: Buffer.from(data.buffer, data.byteOffset, data.byteLength), raw, blend: 'source' }])
         .keepMetadata()
     : sharp(data, { raw });
   switch (format) {
@@ -191,14 +218,14 @@ export async function resizeTensor(t: Tensor, width: number, height: number, ker
   return out;
 }
 
-/** Resize an alpha plane (bytes) with sharp. */
-export async function resizeAlpha(alpha: Uint8Array, w: number, h: number, width: number, height: number): Promise<Uint8Array> {
-  const sharp = await sharpLib();
-  const resized = await sharp(Buffer.from(alpha), { raw: { width: w, height: h, channels: 1 } })
-    .resize(width, height, { kernel: 'cubic', fit: 'fill' })
-    .raw()
-    .toBuffer();
-  return new Uint8Array(resized);
+/** Resize an alpha plane (bicubic, PIL's convention), keeping its depth. */
+export function resizeAlpha(alpha: AlphaPlane, w: number, h: number, width: number, height: number): AlphaPlane {
+  const max = alpha instanceof Uint16Array ? 65535 : 255;
+  const t = new Tensor(1, 1, h, w, Float32Array.from(alpha));
+  const r = resample(t, width, height, 'bicubic');
+  const out = max === 255 ? new Uint8Array(width * height) : new Uint16Array(width * height);
+  for (let p = 0; p < out.length; p++) out[p] = Math.min(max, Math.max(0, Math.round(r.data[p])));
+  return out;
 }
 
 function fsProblem(e: unknown): string {
