@@ -40,7 +40,7 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<numb
     .option('debug', { type: 'boolean', default: false, describe: 'Print stack traces for errors' })
     .epilogue(
       'Exit codes: 0 ok, 1 unexpected error, 2 usage, 3 bad input or output file, 4 model problem.\n' +
-        'Docs: README.md. Masks: white = fill. Images whose size differs from the model are edited at the model size and resized back.',
+        'Docs: README.md. Masks: white = fill. Images of any size are edited at full resolution (tiles, coarse to fine; see --tile).',
     )
     .strict()
     .middleware((argv) => {
