@@ -7,10 +7,11 @@
 // 2. The same network in PyTorch eager (bench/speed_torch.py, same run): ms per call, ratio to onnxruntime; FLOPs per
 //    evaluation and the CPU's float32 matmul peak, hence the efficiency.
 // 3. The CLI end to end: images per second for 64x64 edits, start-up (cm --version, a one-step edit).
-// 4. A 4x super-resolution of a 512x512 photo (128x128 -> 512x512) through the CLI: evaluations and wall time.
+// 4. Full resolution: 4x super-resolution of a 512x512 photo (2048x2048 out) with its throughput against one 64x64
+//    evaluation; colorize of a 4000x3000 photo (peak RSS) and a 30x30 hole in it; seconds per megapixel per task.
 // Writes speed.json, speed.md and RESULTS.md into --out (default bench/results; with --smoke a temporary folder).
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -163,24 +164,76 @@ for (let r = 0; r < (smoke ? 1 : 7); r++) {
 const startupMedian = { versionSeconds: round(median(startup.version), 3), oneStepEditSeconds: round(median(startup.oneStep), 3), runs: startup.version.length };
 log(`start-up: ${JSON.stringify(startupMedian)}`);
 
-// ---- 4. 4x super-resolution of a 512x512 photo --------------------------------------------------------------------
+// ---- 4. full resolution: time, throughput against one evaluation, peak memory -------------------------------------------
 
-const set5 = photoPaths('set5');
-const big = await loadPhoto(set5[0]); // 512x512
-const low = boxDown(big, 4);
-await savePng(low, join(work, 'low128.png'));
-const sr512 = {};
-for (const k of smoke ? [1] : [1, 2, 4]) {
-  const walls = [];
-  let rec = null;
-  for (let r = 0; r < (smoke ? 1 : 3); r++) {
-    const run = await runCli(['superres', join(work, 'low128.png'), '-x', '4', '-o', join(work, 'sr512.png'), '--steps', String(k), ...common]);
-    rec = records(run, 'superres 512')[0];
-    walls.push(run.seconds);
-  }
-  sr512[k] = { evaluations: rec.evaluations, ts: rec.ts, wallSeconds: round(median(walls), 3), cliSeconds: rec.seconds };
+/** The CLI under /usr/bin/time (peak RSS in KB, when it is installed). */
+async function runMeasured(args) {
+  if (!existsSync('/usr/bin/time')) return { ...(await runCli(args)), maxRssMB: null };
+  const run = await spawnText('/usr/bin/time', ['-f', 'cm-maxrss-kb %M', process.execPath, join(ROOT, 'bin', 'cm.js'), ...args], { ORT_DISABLE_TELEMETRY: '1' }, true);
+  const m = /cm-maxrss-kb (\d+)/.exec(run.stderr);
+  return { ...run, maxRssMB: m ? round(Number(m[1]) / 1024, 1) : null };
 }
-log(`superres 128 -> 512: ${JSON.stringify(sr512)}`);
+
+const sharpLib = (await import('sharp')).default;
+const set5 = photoPaths('set5');
+const srIn = smoke ? 128 : 512; // Set5 image 1 is 512x512: 4x gives 2048x2048
+await sharpLib(set5[0]).resize(srIn, srIn).png().toFile(join(work, 'sr-in.png'));
+const fullres = {};
+{
+  const run = await runMeasured(['superres', join(work, 'sr-in.png'), '-x', '4', '-o', join(work, 'sr-out.png'), '--threads', '2', ...common]);
+  const rec = records(run, 'superres full')[0];
+  const outPixels = (4 * srIn) ** 2;
+  // Throughput against one model-sized evaluation at the CLI's batch (4) and threads (2), measured above.
+  const oneEvalMs = (ortMs[threadCounts.at(-1)][4] ?? ortMs[threadCounts.at(-1)][1] * 4) / 4;
+  const perEval = outPixels / (rec.seconds / rec.evaluations);
+  const single = (RES * RES) / (oneEvalMs / 1000);
+  fullres.superres = { input: `${srIn}x${srIn}`, output: `${4 * srIn}x${4 * srIn}`, evaluations: rec.evaluations, ts: rec.ts, wallSeconds: round(run.seconds, 2), cliSeconds: rec.seconds, maxRssMB: run.maxRssMB,
+    pixelsPerSecondPerEval: Math.round(perEval), singleEvalPixelsPerSecond: Math.round(single), ratio: round(perEval / single, 3), oneEvalMs: round(oneEvalMs, 2) };
+}
+log(`superres ${srIn} -> ${4 * srIn}: ${JSON.stringify(fullres.superres)}`);
+
+// A 4000x3000 photo (Kodak image 1 enlarged; a JPEG, as a camera writes): colorize's peak memory, a 30x30 hole.
+const [bw, bh] = smoke ? [400, 300] : [4000, 3000];
+await sharpLib(kodak[0]).resize(bw, bh, { fit: 'fill' }).jpeg({ quality: 90 }).toFile(join(work, 'photo.jpg'));
+await sharpLib(kodak[0]).resize(bw, bh, { fit: 'fill' }).greyscale().jpeg({ quality: 90 }).toFile(join(work, 'photo-gray.jpg'));
+const hole = Buffer.alloc(bw * bh);
+for (let y = Math.floor(bh / 3); y < Math.floor(bh / 3) + 30; y++) for (let x = Math.floor(bw / 2); x < Math.floor(bw / 2) + 30; x++) hole[y * bw + x] = 255;
+await sharpLib(hole, { raw: { width: bw, height: bh, channels: 1 } }).png().toFile(join(work, 'hole.png'));
+{
+  const run = await runMeasured(['colorize', join(work, 'photo-gray.jpg'), '-o', join(work, 'colour.jpg'), ...common]);
+  const rec = records(run, 'colorize full')[0];
+  fullres.colorize = { size: `${bw}x${bh}`, evaluations: rec.evaluations, wallSeconds: round(run.seconds, 2), maxRssMB: run.maxRssMB };
+  for (const ext of ['jpg', 'png']) {
+    const r2 = await runMeasured(['inpaint', join(work, 'photo.jpg'), '--mask', join(work, 'hole.png'), '-o', join(work, `filled.${ext}`), ...common]);
+    const rec2 = records(r2, 'inpaint hole')[0];
+    fullres[`inpaint30-${ext}`] = { size: `${bw}x${bh}`, hole: '30x30', output: ext, evaluations: rec2.evaluations, wallSeconds: round(r2.seconds, 2), maxRssMB: r2.maxRssMB };
+  }
+}
+log(`4000x3000: ${JSON.stringify({ colorize: fullres.colorize, inpaint: fullres['inpaint30-jpg'] })}`);
+
+// Seconds per megapixel of output for every task on a Kodak photo (768x512), default plans, one process each.
+const perMP = {};
+{
+  const kw = photo.w;
+  const kh = photo.h;
+  await savePng(photo, join(work, 'kodak.png'));
+  await sharpLib(join(work, 'kodak.png')).greyscale().png().toFile(join(work, 'kodak-gray.png'));
+  await saveGrayPng(maskPlane(makeMask('box', kw, kh, 1)), kw, kh, join(work, 'kodak-mask.png'));
+  await sharpLib(join(work, 'kodak.png')).resize(kw / 4, kh / 4).png().toFile(join(work, 'kodak-low.png'));
+  const tasks = [
+    ['superres x4', ['superres', join(work, 'kodak-low.png'), '-x', '4'], kw * kh],
+    ['inpaint (box, a quarter)', ['inpaint', join(work, 'kodak.png'), '--mask', join(work, 'kodak-mask.png')], kw * kh],
+    ['colorize', ['colorize', join(work, 'kodak-gray.png')], kw * kh],
+    ['denoise 25', ['denoise', join(work, 'kodak.png'), '--noise', '25'], kw * kh],
+    ['stroke', ['stroke', join(work, 'kodak.png')], kw * kh],
+  ];
+  for (const [name, args, pixels] of smoke ? tasks.slice(0, 2) : tasks) {
+    const run = await runMeasured([...args, '-o', join(work, 'permp.png'), ...common]);
+    const rec = records(run, name)[0];
+    perMP[name] = { size: `${kw}x${kh}`, evaluations: rec.evaluations, wallSeconds: round(run.seconds, 2), secondsPerMegapixel: round(run.seconds / (pixels / 1e6), 2), maxRssMB: run.maxRssMB };
+  }
+}
+log(`per megapixel: ${JSON.stringify(perMP)}`);
 
 // ---- report -------------------------------------------------------------------------------------------------------
 
@@ -214,7 +267,7 @@ const meta = {
   machine: { ...machine(), loadavgAtStart: loadStart, load1DuringRun: loadSamples },
   onnxruntime: ort.env.versions?.common ?? 'unknown',
 };
-const result = { meta, ortMs, ortMatmulGflops, ortMatmulBySize, torch, derived, e2e, startup: { ...startupMedian, samples: startup }, sr512, diffusion: DIFFUSION() };
+const result = { meta, ortMs, ortMatmulGflops, ortMatmulBySize, torch, derived, e2e, startup: { ...startupMedian, samples: startup }, fullres, perMP, diffusion: DIFFUSION() };
 writeFileSync(join(outDir, 'speed.json'), JSON.stringify(result, null, 1) + '\n');
 writeFileSync(join(outDir, 'speed.md'), markdown(result));
 assembleResults(outDir);
@@ -266,16 +319,25 @@ function markdown(r) {
   for (const [b, e] of Object.entries(r.e2e)) s += `| ${b} | ${e.images} | ${e.evaluations} | ${e.wallSeconds} | ${e.imagesPerSecond} |\n`;
   s += `\nStart-up (median of ${r.startup.runs}): \`cm --version\` ${r.startup.versionSeconds} s; a one-step edit of one image ` +
     `(16x16 -> 64x64 super-resolution, whole process) ${r.startup.oneStepEditSeconds} s.\n`;
-  s += `\n### 4x super-resolution of a 512x512 photo (Set5 image 1 box-averaged to 128x128, through the CLI as it is today)\n\n`;
-  s += `The CLI edits it at ${m.resolution}x${m.resolution} and resizes back (no tiling yet), so the evaluation count does not grow with the size.\n\n`;
-  s += `| --steps | network evaluations | plan (ts) | wall s (whole process, median) | seconds in the record |\n|---|---|---|---|---|\n`;
-  for (const [k, e] of Object.entries(r.sr512)) s += `| ${k} | ${e.evaluations} | ${JSON.stringify(e.ts)} | ${e.wallSeconds} | ${e.cliSeconds} |\n`;
+  const f = r.fullres;
+  s += `\n### Full resolution (the CLI, whole process, default plans; peak RSS from /usr/bin/time)\n\n`;
+  s += `| case | evaluations | wall s | peak RSS MB | notes |\n|---|---|---|---|---|\n`;
+  s += `| superres x4, ${f.superres.input} -> ${f.superres.output} (2 threads) | ${f.superres.evaluations} | ${f.superres.wallSeconds} | ${f.superres.maxRssMB ?? '-'} | ` +
+    `${f.superres.pixelsPerSecondPerEval} output pixels/s per evaluation, ${(100 * f.superres.ratio).toFixed(0)}% of one ${m.resolution}x${m.resolution} evaluation's ${f.superres.singleEvalPixelsPerSecond} (${f.superres.oneEvalMs} ms per image at batch 4, same run) |\n`;
+  s += `| colorize, ${f.colorize.size} JPEG | ${f.colorize.evaluations} | ${f.colorize.wallSeconds} | ${f.colorize.maxRssMB ?? '-'} | coarse to fine, colours sampled up to 16 tiles across |\n`;
+  for (const ext of ['jpg', 'png']) {
+    const c = f[`inpaint30-${ext}`];
+    s += `| inpaint a 30x30 hole, ${c.size} JPEG -> ${ext.toUpperCase()} | ${c.evaluations} | ${c.wallSeconds} | ${c.maxRssMB ?? '-'} | crop strategy: one window; decoding and encoding the photo included |\n`;
+  }
+  s += `\nSeconds per megapixel (output), one Kodak photo, default plans, whole process:\n\n| task | size | evaluations | wall s | s / MP | peak RSS MB |\n|---|---|---|---|---|---|\n`;
+  for (const [k, e] of Object.entries(r.perMP)) s += `| ${k} | ${e.size} | ${e.evaluations} | ${e.wallSeconds} | ${e.secondsPerMegapixel} | ${e.maxRssMB ?? '-'} |\n`;
   s += `\nWhat diffusion-based editors need for comparable tasks (quoted, not run):\n\n| method | network evaluations | source |\n|---|---|---|\n`;
   for (const d of r.diffusion) s += `| ${d.method} | ${d.evaluations} | ${d.source} |\n`;
   return s;
 }
 
-function spawnText(cmd, args, env = {}) {
+function spawnText(cmd, args, env = {}, timed = false) {
+  const t0 = performance.now();
   return new Promise((resolve) => {
     const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env } });
     let stdout = '';
@@ -283,6 +345,6 @@ function spawnText(cmd, args, env = {}) {
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => (stderr += d));
     child.on('error', (e) => resolve({ code: -1, stdout, stderr: String(e) }));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.on('close', (code) => resolve({ code, stdout, stderr, ...(timed ? { seconds: (performance.now() - t0) / 1000 } : {}) }));
   });
 }

@@ -35,13 +35,16 @@ describe.runIf(existsSync(EVAL))('benchmarks, smoke run', () => {
     expect(readdirSync(out).filter((f) => f.startsWith('sheet-') && f.endsWith('.png'))).toHaveLength(5);
   }, 300_000);
 
-  test('speed: evaluation times, start-up and the 512x512 superres are measured', () => {
+  test('speed: evaluation times, start-up, full-resolution cases and seconds per megapixel are measured', () => {
     const out = join(dir, 's');
     const r = spawnSync(process.execPath, ['bench/speed.mjs', '--smoke', '--no-torch', '--model', TINY_MODEL, '--out', out], { cwd: ROOT, timeout: 300_000 });
     expect(r.status, r.stderr.toString()).toBe(0);
     const s = JSON.parse(readFileSync(join(out, 'speed.json'), 'utf8'));
     expect(s.ortMs['1']['1']).toBeGreaterThan(0);
-    expect(s.sr512['1'].evaluations).toBe(1);
+    expect(s.fullres.superres.output).toBe('512x512');
+    expect(s.fullres.superres.ratio).toBeGreaterThan(0);
+    expect(s.fullres['inpaint30-jpg'].wallSeconds).toBeGreaterThan(0);
+    expect(Object.keys(s.perMP).length).toBeGreaterThan(0);
     expect(s.startup.versionSeconds).toBeGreaterThan(0);
   }, 300_000);
 });
