@@ -16,7 +16,7 @@ import type { LoadedModel, ModelFile } from '../runtime/model.js';
 import { perImageNoise, sample, type NoiseSource } from '../sampler/sample.js';
 import { evaluations, type Plan } from '../sampler/schedule.js';
 import type { Tensor } from '../tensor.js';
-import { checkCommon, chooseSeed, choosePlan, openModel, type CommonArgs, type InputArgs } from './common.js';
+import { checkCommon, checkPixelFlag, chooseSeed, choosePlan, openModel, type CommonArgs, type InputArgs } from './common.js';
 import { Batch } from './batch.js';
 import { Interrupted, type SignalWatch } from './interrupt.js';
 import { Reporter, type OutputRecord } from './reporter.js';
@@ -84,13 +84,14 @@ interface Prepared {
 /** Run an image task over every input: one model session, --batch images per model call, bad files skipped. */
 export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask<A>): Promise<void> {
   checkCommon(args);
-  if (args.maxPixels !== undefined && !(Number.isInteger(args.maxPixels) && args.maxPixels > 0)) {
-    throw new UsageError(`Expected a positive integer for --max-pixels but received ${args.maxPixels}`);
-  }
+  checkPixelFlag('--max-pixels', args.maxPixels);
   const reporter = new Reporter(args.quiet, args.json, args.progress === 'json');
   const items = expandInputs(args.inputs, args.recursive);
   if (items.length === 0) throw new InputError(`${args.inputs.join(' ')}: no images found`);
   const out = { ...args, output: args.output ?? (items.length === 1 && items[0].path === STDOUT ? STDOUT : undefined) };
+  if (args.json && out.output === STDOUT) {
+    throw new UsageError('--json and the image both want stdout (stdin input without -o writes the image there): add -o FILE, or drop --json');
+  }
   checkOutputCount(out, items.length);
   const batch = new Batch(reporter, items.length, task.name);
   const baseSeed = chooseSeed(args);

@@ -1,15 +1,18 @@
 import type { CommandModule } from 'yargs';
 import { superresOperator, upsampleNearest } from '../editing/superres.js';
-import { UsageError } from '../errors.js';
+import { InputError, UsageError } from '../errors.js';
 import { resizeAlpha, resizeTensor } from '../io/image.js';
-import { withInputs, withCommonOptions } from './common.js';
+import { checkPixelFlag, withInputs, withCommonOptions } from './common.js';
 import { runImageTask, type ImageArgs, type ImageTask } from './run.js';
 
 interface SuperresArgs extends ImageArgs {
   scale: number;
+  maxOutputPixels: number;
 }
 
 export const SCALES = [2, 4, 8];
+/** The default --max-output-pixels: 8192 x 8192. */
+export const DEFAULT_MAX_OUTPUT_PIXELS = 8192 * 8192;
 
 const task: ImageTask<SuperresArgs> = {
   name: 'superres',
@@ -21,6 +24,11 @@ const task: ImageTask<SuperresArgs> = {
     if (res % p !== 0) throw new UsageError(`-x ${p} does not divide the model's resolution ${res}`);
     const width = picture.width * p;
     const height = picture.height * p;
+    if (width * height > args.maxOutputPixels) {
+      throw new InputError(
+        `${picture.label}: the x${p} output would be ${width}x${height} (${width * height} pixels), more than --max-output-pixels ${args.maxOutputPixels} (raise it to allow)`,
+      );
+    }
     return {
       width,
       height,
@@ -40,8 +48,17 @@ export const superresCommand: CommandModule<object, SuperresArgs> = {
   builder: (y) =>
     withCommonOptions(
       withInputs(y)
-        .option('scale', { alias: 'x', choices: SCALES, default: 4, describe: 'Upscaling factor' }),
+        .option('scale', { alias: 'x', choices: SCALES, default: 4, describe: 'Upscaling factor' })
+        .option('max-output-pixels', {
+          type: 'number',
+          default: DEFAULT_MAX_OUTPUT_PIXELS,
+          requiresArg: true,
+          describe: 'Refuse inputs whose output would have more pixels than this, before any work (8192 x 8192)',
+        }),
       task.defaultSteps,
     ) as never,
-  handler: (args) => runImageTask(args, task),
+  handler: (args) => {
+    checkPixelFlag('--max-output-pixels', args.maxOutputPixels);
+    return runImageTask(args, task);
+  },
 };
