@@ -347,6 +347,34 @@ describe('outputs that are not regular files are never replaced, with or without
   });
 });
 
+describe('more cases found on the way', () => {
+  test('an output name near the 255-byte limit: its temp file still fits', () => {
+    const name = `${'a'.repeat(245)}.png`;
+    const r = cm(['colorize', 'img.png', '-o', name]);
+    expect([r.status, r.stderr]).toEqual([0, '']);
+    expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    rmSync(at(name));
+  });
+
+  test('--out-dir that is a file: said so, not "does not exist"', () => {
+    writeFileSync(at('plain-file'), 'x');
+    const r = cm(['colorize', 'img.png', '--out-dir', 'plain-file']);
+    expect(r.status).toBe(3);
+    oneLine(r, 'plain-file/img.colorize.png: plain-file is not a folder');
+  });
+
+  const hasScript = spawnSync('script', ['--version']).status === 0;
+  test.runIf(hasScript)('on a terminal: no image is written to it, and stdin is not waited on', () => {
+    const bin = `${JSON.stringify(process.execPath)} ${JSON.stringify(CM_BIN)}`;
+    const opts = `--model ${JSON.stringify(TINY_MODEL)} --device cpu -q`;
+    const out = spawnSync('script', ['-qec', `${bin} colorize - ${opts} < img.png; echo "rc=$?"`, '/dev/null'], { cwd: dir, timeout: 40_000 });
+    expect(String(out.stdout)).toMatch(/^cm: stdout is a terminal: redirect it \(> out\.png\), or name an output file with -o\r?\nrc=2\r?\n$/);
+    const inp = spawnSync('script', ['-qec', `${bin} colorize - -o tty-in.png ${opts}; echo "rc=$?"`, '/dev/null'], { cwd: dir, timeout: 40_000, input: '' });
+    expect(String(inp.stdout)).toMatch(/^cm: stdin: is a terminal, not an image \(pipe or redirect one into cm\)\r?\nrc=3\r?\n$/);
+    expect(existsSync(at('tty-in.png'))).toBe(false);
+  });
+});
+
 describe('the output size is checked up front (superres)', () => {
   test('a 4000x3000 photo at -x 8: refused in seconds, with the size and the flag', async () => {
     await sharp({ create: { width: 4000, height: 3000, channels: 3, background: '#808080' } }).jpeg().toFile(at('photo.jpg'));

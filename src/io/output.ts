@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, realpathSync, statSync, unlinkSync, type Stats } from 'node:fs';
 import { link, rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
+import { isatty } from 'node:tty';
 import { InputError, UsageError } from '../errors.js';
 import type { ImageFormat } from './image.js';
 
@@ -69,8 +70,14 @@ export function outputPath(opts: OutputOptions, vars: NameVars): string {
   return join(dir, fill(opts.name ?? DEFAULT_NAME, vars, ext));
 }
 
-/** Refuse -o forms that cannot serve `count` outputs: stdout takes one image, a plain file name one. */
+/**
+ * Refuse -o forms that cannot serve `count` outputs: stdout takes one image, a plain file name one. Nor is an image
+ * written to a terminal (as gzip will not): stdout must be redirected.
+ */
 export function checkOutputCount(opts: OutputOptions, count: number): void {
+  if (opts.output === STDOUT && isatty(1)) {
+    throw new UsageError('stdout is a terminal: redirect it (> out.png), or name an output file with -o');
+  }
   if (count <= 1 || opts.output === undefined) return;
   if (opts.output === STDOUT) throw new UsageError(`-o - writes one image, but this run makes ${count}: use --out-dir or a name template`);
   if (!/\{(stem|i|seed)\}/.test(opts.output)) {
@@ -93,7 +100,8 @@ export function checkOutput(path: string, force: boolean, create = false): void 
       throw new InputError(`${path}: cannot create folder ${dir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
     }
   }
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new InputError(`${path}: folder ${dir} does not exist`);
+  if (!existsSync(dir)) throw new InputError(`${path}: folder ${dir} does not exist`);
+  if (!statSync(dir).isDirectory()) throw new InputError(`${path}: ${dir} is not a folder`);
   const existing = statIfExists(path);
   if (existing) {
     refuseNonRegular(path, existing);
@@ -155,7 +163,10 @@ export function removePendingTemps(): void {
 /** Write bytes to path atomically; without force, an existing file is never replaced (checked again at the end). */
 export async function writeAtomic(path: string, bytes: Uint8Array, force: boolean): Promise<void> {
   const target = writeTarget(path);
-  const tmp = join(dirname(target), `.${basename(target)}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
+  const tag = `${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
+  // A name near the 255-byte limit leaves no room for the temp file's additions: then a short temp name.
+  const long = Buffer.byteLength(basename(target)) + tag.length + 2 > 255;
+  const tmp = join(dirname(target), long ? `.cm-${tag}` : `.${basename(target)}.${tag}`);
   pendingTemps.add(tmp);
   try {
     await writeFile(tmp, bytes, { flag: 'wx' });
@@ -226,6 +237,7 @@ function writeProblem(e: unknown): string {
   if (code === 'EDQUOT') return 'disk quota exceeded';
   if (code === 'EIO') return 'input/output error';
   if (code === 'EFBIG') return 'file too large';
+  if (code === 'ENAMETOOLONG') return 'file name too long';
   return (e instanceof Error ? e.message : String(e)).replace(/^\w+: /, '');
 }
 
