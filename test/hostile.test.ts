@@ -5,6 +5,7 @@
  * nothing written.
  */
 import { spawn, spawnSync, type SpawnSyncOptions } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import {
   closeSync,
   constants,
@@ -123,6 +124,19 @@ describe('what is not a regular file, or never ends, is refused at once (exit 3)
     expect(r.status).toBe(3);
     oneLine(r, /^cm: sparse\.png: is 40\.0 MiB, over the input limit of 16\.0 MiB \(4 bytes a pixel/);
     rmSync(at('sparse.png'));
+  });
+
+  test('a file over 64 KiB with too many pixels is refused from its header', async () => {
+    const d = randomBytes(400 * 400 * 3); // noise: a PNG of about 480 KB
+    await sharp(d, { raw: { width: 400, height: 400, channels: 3 } }).png().toFile(at('noisy.png'));
+    expect(statSync(at('noisy.png')).size).toBeGreaterThan(64 << 10);
+    const r = cm(['colorize', 'noisy.png', '-o', 'noisy-out.png', '--max-pixels', '1000']);
+    expect(r.status).toBe(3);
+    oneLine(r, 'noisy.png: cannot decode image (larger than the pixel limit)');
+    writeFileSync(at('noise.png'), d);
+    const garbage = cm(['colorize', 'noise.png', '-o', 'noisy-out.png']);
+    expect(garbage.status).toBe(3);
+    oneLine(garbage, 'noise.png: cannot decode image (not a supported image format)');
   });
 
   test('a named pipe with no writer: exit 3 at once', () => {
@@ -457,8 +471,7 @@ describe('a full disk (ENOSPC on a tiny tmpfs)', () => {
   test.runIf(prefix !== undefined)('exit 3, one line per file that did not fit, no temp file left', async () => {
     mkdirSync(at('many'));
     for (let i = 0; i < 6; i++) {
-      const d = Buffer.alloc(64 * 64 * 3);
-      for (let k = 0; k < d.length; k++) d[k] = (k * 2654435761 + i * 977) >>> 24; // noise: PNGs of about 12 KiB
+      const d = randomBytes(64 * 64 * 3); // noise: outputs of about 12 KiB each
       await sharp(d, { raw: { width: 64, height: 64, channels: 3 } }).png().toFile(at('many', `n${i}.png`));
     }
     mkdirSync(at('disk'));

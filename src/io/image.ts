@@ -51,11 +51,11 @@ async function readImageBytes(spec: string, options: DecodeOptions): Promise<{ l
   return readInputBytes(spec, {
     limit: inputByteLimit(maxPixels),
     checkHeader: async (head) => {
-      if (!hasImageSignature(head)) throw new InputError(`${spec}: cannot decode image (not a supported image format)`);
       let meta: Metadata;
       try {
         meta = await (await sharpLib())(head, { limitInputPixels: false }).metadata();
       } catch {
+        if (!hasImageSignature(head)) throw new InputError(`${spec}: cannot decode image (not a supported image format)`);
         return; // the header lies beyond the first bytes (a TIFF's directory can sit at the end): decode decides
       }
       if (meta.width && meta.height && meta.width * meta.height > maxPixels) {
@@ -67,7 +67,8 @@ async function readImageBytes(spec: string, options: DecodeOptions): Promise<{ l
 
 /**
  * Whether bytes start like a format sharp decodes: PNG, JPEG, GIF, WebP, TIFF (and BigTIFF), HEIF/AVIF, or SVG
- * (text starting with "<"). Anything else is refused before a large file is read in full.
+ * (text starting with "<"). A large file whose first bytes sharp cannot read and that starts like none of these is
+ * refused before it is read in full.
  */
 export function hasImageSignature(head: Uint8Array): boolean {
   const b = Buffer.from(head.buffer, head.byteOffset, Math.min(head.length, 512));
