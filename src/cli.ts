@@ -97,6 +97,7 @@ function runWithNativeLogFilter(argv: readonly string[]): Promise<number> {
     detached: true,
   });
   const filter = new NativeLogFilter();
+  process.stderr.on('error', () => undefined); // a closed stderr leaves nobody to tell
   child.stderr.setEncoding('utf8');
   child.stderr.on('data', (text: string) => process.stderr.write(filter.push(text)));
   child.stderr.on('end', () => process.stderr.write(filter.end()));

@@ -66,13 +66,23 @@ describe('NativeLogFilter', () => {
     );
   });
 
+  test("drops the rest of a message over several lines (Dawn's Vulkan errors), and nothing after it", () => {
+    const vulkan =
+      'Warning: loader_get_json: Failed to open JSON file /none.json\nWarning: vkCreateInstance failed with VK_ERROR_INCOMPATIBLE_DRIVER\n' +
+      '    at CheckVkSuccessImpl (/build/Release/_deps/dawn-src/src/dawn/native/vulkan/VulkanError.cpp:106)\n\n';
+    expect(through([vulkan, 'cm: m.onnx: cannot start the model on webgpu: No supported adapters\n'])).toBe(
+      'cm: m.onnx: cannot start the model on webgpu: No supported adapters\n',
+    );
+    expect(through(['cm: one\n\n  indented, not after a dropped line\n'])).toBe('cm: one\n\n  indented, not after a dropped line\n');
+  });
+
   test('passes a spinner (lines without an end) on at once, not at the next newline', () => {
     const f = new NativeLogFilter();
     expect(f.push(spinner)).toBe(spinner);
   });
 
   test('the result does not depend on how the stream is cut into chunks', () => {
-    const text = dawn + ours + spinner + '\n' + dawn + 'cm: 2 files: 2 done, 0 failed\n';
+    const text = dawn + ours + spinner + '\n' + dawn + '    at Somewhere (x.cpp:1)\n\n' + 'cm: 2 files: 2 done, 0 failed\n';
     const whole = through([text]);
     expect(whole).toBe(`${ours}${spinner}\ncm: 2 files: 2 done, 0 failed\n`);
     fc.assert(

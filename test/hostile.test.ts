@@ -448,6 +448,16 @@ describe('--device webgpu says nothing of its own', () => {
     }
   });
 
+  test('on a machine without a Vulkan driver: exit 4 and exactly our one line, with or without -q', () => {
+    const env = { ...process.env, VK_ICD_FILENAMES: '/nonexistent/icd.json', VK_DRIVER_FILES: '/nonexistent/icd.json' };
+    for (const quiet of [['-q'], []]) {
+      const r = run(['colorize', 'img.png', '-o', 'nogpu.png', '--model', TINY_MODEL, '--device', 'webgpu', ...quiet], { env }, 120_000);
+      expect(r.status).toBe(4);
+      oneLine(r, /^cm: .*tiny-random\.onnx: cannot start the model on webgpu: .+\n$/);
+      expect(existsSync(at('nogpu.png'))).toBe(false);
+    }
+  });
+
   test('without -q: at most one line', () => {
     const r = run(['colorize', 'img.png', '-o', 'gpu2.png', '--model', TINY_MODEL, '--device', 'webgpu'], {}, 120_000);
     expect([0, 4]).toContain(r.status);
