@@ -252,7 +252,10 @@ describe('Ctrl-C', () => {
       child.on('close', (c) => resolve(c));
     });
     expect(code).toBe(130);
-    expect(stderr).toContain('cm: interrupted');
+    // --progress json: the interruption is said as JSON objects too, like every other stderr line
+    const events = stderr.trim().split('\n').map((l) => JSON.parse(l));
+    expect(events.filter((e) => e.event === 'warning').map((e) => e.message)).toEqual([expect.stringMatching(/^interrupted: stopping after the current step/)]);
+    expect(events.at(-1)).toEqual({ event: 'error', message: 'interrupted: stopped after the current step', exit: 130 });
     const written = existsSync(at('interrupted')) ? tree(at('interrupted')) : [];
     expect(written.filter((f) => f.endsWith('.tmp'))).toEqual([]);
     expect(written.length).toBeLessThan(17);

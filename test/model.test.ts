@@ -71,7 +71,11 @@ describe('model card', () => {
   test.each([
     [{ 'cm.format': undefined }, /not a cm model/],
     [{ 'cm.format': '2' }, /unsupported cm.format/],
-    [{ 'cm.resolution': 'abc' }, /expected a positive integer for cm.resolution/],
+    [{ 'cm.resolution': 'abc' }, /expected an integer from 1 to 4096 for cm.resolution but found "abc"/],
+    [{ 'cm.resolution': '100000' }, /expected an integer from 1 to 4096 for cm.resolution but found "100000"/],
+    [{ 'cm.resolution': '0' }, /expected an integer from 1 to 4096 for cm.resolution/],
+    [{ 'cm.grid': '1000000000' }, /expected an integer from 2 to 10000 for cm.grid/],
+    [{ 'cm.num_classes': '1e12' }, /expected an integer from 0 to 1000000 for cm.num_classes/],
     [{ 'cm.resolution': undefined }, /missing cm.resolution/],
     [{ 'cm.channels': '1' }, /cm.channels/],
     [{ 'cm.sigma_max': '0.001' }, /not above cm.sigma_min/],

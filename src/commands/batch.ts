@@ -34,10 +34,14 @@ export class Batch {
   }
 
   async startModel(file: ModelFile, args: CommonArgs): Promise<LoadedModel> {
-    const model = await loadModel(file, { device: args.device, threads: args.threads, classLabel: args.class });
+    const model = await loadModel(file, { device: args.device, threads: args.threads, classLabel: args.class, debug: args.debug });
     this.device = model.device;
     if (args.device === 'auto') {
-      this.reporter.info(`device ${model.device}${model.skipped.length ? ` (${model.skipped.join('; ')})` : ''}`);
+      this.reporter.info(`device ${model.device}${model.skipped.length ? ` (${model.skipped.join('; ')})` : ''}`, {
+        event: 'device',
+        device: model.device,
+        skipped: model.skipped,
+      });
     }
     return model;
   }
@@ -100,8 +104,10 @@ export class Batch {
       if (this.skipped) parts.push(`${this.skipped} skipped`);
       parts.push(`${this.failed} failed`);
       const line = `${this.total} ${this.total === 1 ? 'file' : 'files'}: ${parts.join(', ')}`;
-      if (this.failed > 0) this.reporter.failure(line);
-      else this.reporter.info(line);
+      const event = { event: 'summary', task: this.task, total: this.total, done: this.done, skipped: this.skipped, failed: this.failed };
+      if (this.failed > 0 && this.reporter.progressJson) this.reporter.event(event);
+      else if (this.failed > 0) this.reporter.failure(line);
+      else this.reporter.info(line, event);
     }
     if (this.firstCode !== 0) process.exitCode = this.firstCode;
   }

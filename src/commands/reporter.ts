@@ -1,8 +1,25 @@
 /**
  * Everything a command says on stderr (warnings, the device line, progress) and the --json records on stdout.
  * Progress is an ora spinner only when stderr is a TTY; nothing but images and JSON records goes to stdout.
+ * With --progress json every stderr line is a JSON object: failures, warnings and the device and summary lines too.
  */
 import ora, { type Ora } from 'ora';
+
+let jsonStderr = false;
+
+/** From here on, every line cm writes to stderr is a JSON object (--progress json). */
+export function setJsonStderr(on: boolean): void {
+  jsonStderr = on;
+}
+
+/**
+ * One line on stderr: `cm: <message>` (`cm: warning: <message>` for warnings), or with --progress json
+ * {"event": kind, "message": ..., ...extra}.
+ */
+export function sayOnStderr(kind: 'error' | 'warning' | 'info', message: string, extra: Record<string, unknown> = {}): void {
+  if (jsonStderr) process.stderr.write(`${JSON.stringify({ event: kind, message, ...extra })}\n`);
+  else process.stderr.write(`cm: ${kind === 'warning' ? 'warning: ' : ''}${message}\n`);
+}
 
 export interface OutputRecord {
   input: string | null;
@@ -27,7 +44,14 @@ export interface OutputRecord {
  */
 function spinnerWanted(): boolean {
   const err = process.stderr;
-  return err.isTTY === true && (err.columns ?? 0) > 0 && process.env.TERM !== 'dumb';
+  const columns = err.isTTY ? err.columns : terminalBehindFilter();
+  return (columns ?? 0) > 0 && process.env.TERM !== 'dumb';
+}
+
+/** The terminal's width when stderr is a pipe to cm's own native-log filter (cli.ts) that ends on a terminal. */
+function terminalBehindFilter(): number | undefined {
+  const cols = Number(process.env.CM_STDERR_TERMINAL_COLUMNS);
+  return Number.isInteger(cols) && process.env.CM_NATIVE_LOG_FILTERED === '1' ? cols : undefined;
 }
 
 export class Reporter {
@@ -36,12 +60,16 @@ export class Reporter {
   constructor(
     private readonly quiet: boolean,
     private readonly json: boolean,
-    private readonly progressJson = false,
+    readonly progressJson = false,
   ) {}
 
-  /** A file that failed: always said, one line. */
+  /**
+   * A file that failed: always said, one line. With --progress json the file's own event (status error, with the
+   * message) is that line.
+   */
   failure(message: string): void {
-    this.pause(() => process.stderr.write(`cm: ${message}\n`));
+    if (this.progressJson) return;
+    this.pause(() => sayOnStderr('error', message));
   }
 
   /** A --progress json event on stderr. */
@@ -51,18 +79,20 @@ export class Reporter {
 
   warn(message: string): void {
     if (this.quiet) return;
-    this.pause(() => process.stderr.write(`cm: warning: ${message}\n`));
+    this.pause(() => sayOnStderr('warning', message));
   }
 
-  info(message: string): void {
+  /** A plain line (the device line, the summary), or with --progress json the event given. */
+  info(message: string, event?: Record<string, unknown>): void {
     if (this.quiet) return;
-    this.pause(() => process.stderr.write(`cm: ${message}\n`));
+    if (this.progressJson && event) return this.event(event);
+    this.pause(() => sayOnStderr('info', message));
   }
 
   progress(text: string): void {
-    if (this.quiet || !spinnerWanted()) return;
+    if (this.quiet || this.progressJson || !spinnerWanted()) return;
     if (this.spinner) this.spinner.text = text;
-    else this.spinner = ora({ text, stream: process.stderr, discardStdin: false }).start();
+    else this.spinner = ora({ text, stream: process.stderr, discardStdin: false, isEnabled: process.stderr.isTTY ? undefined : true }).start();
   }
 
   done(): void {

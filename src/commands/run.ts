@@ -19,7 +19,7 @@ import { sample, type NoiseSource } from '../sampler/sample.js';
 import type { Plan } from '../sampler/schedule.js';
 import type { PlanTask, TaskPlan } from '../runtime/card.js';
 import type { Tensor } from '../tensor.js';
-import { checkCommon, chooseSampling, chooseSeed, chooseTiling, openModel, samplingRecord, type CommonArgs, type InputArgs, type Sampling } from './common.js';
+import { checkCommon, checkPixelFlag, chooseSampling, chooseSeed, chooseTiling, openModel, samplingRecord, type CommonArgs, type InputArgs, type Sampling } from './common.js';
 import { Batch } from './batch.js';
 import { Interrupted, type SignalWatch } from './interrupt.js';
 import { Reporter, type OutputRecord } from './reporter.js';
@@ -88,13 +88,14 @@ interface Prepared {
 /** Run an image task over every input: one model session, --batch images per model call, bad files skipped. */
 export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask<A>): Promise<void> {
   checkCommon(args);
-  if (args.maxPixels !== undefined && !(Number.isInteger(args.maxPixels) && args.maxPixels > 0)) {
-    throw new UsageError(`Expected a positive integer for --max-pixels but received ${args.maxPixels}`);
-  }
+  checkPixelFlag('--max-pixels', args.maxPixels);
   const reporter = new Reporter(args.quiet, args.json, args.progress === 'json');
   const items = expandInputs(args.inputs, args.recursive);
   if (items.length === 0) throw new InputError(`${args.inputs.join(' ')}: no images found`);
   const out = { ...args, output: args.output ?? (items.length === 1 && items[0].path === STDOUT ? STDOUT : undefined) };
+  if (args.json && out.output === STDOUT) {
+    throw new UsageError('--json and the image both want stdout (stdin input without -o writes the image there): add -o FILE, or drop --json');
+  }
   checkOutputCount(out, items.length);
   const batch = new Batch(reporter, items.length, task.name);
   const baseSeed = chooseSeed(args);

@@ -1,5 +1,6 @@
 import type { CommandModule } from 'yargs';
-import { evenPlan, parseTs, planFromTs, strengthToIndex } from '../sampler/schedule.js';
+import { UsageError } from '../errors.js';
+import { evenPlan, parseTs, planFromTs, strengthToIndex, type NoiseGrid } from '../sampler/schedule.js';
 import { withInputs, withCommonOptions } from './common.js';
 import { runImageTask, startFromPicture, type ImageArgs, type ImageTask } from './run.js';
 
@@ -18,10 +19,31 @@ const task: ImageTask<StrokeArgs> = {
   plan(args, { card: { grid } }, k, stored) {
     if (args.ts !== undefined) return parseTs(grid, args.ts);
     if (args.strength === undefined && stored?.ts) return planFromTs(grid, stored.ts, `the model's stroke plan for ${k} evaluations`);
-    return evenPlan(grid, k, strengthToIndex(grid, args.strength ?? DEFAULT_STRENGTH));
+    const strength = args.strength ?? DEFAULT_STRENGTH;
+    const start = strengthToIndex(grid, strength);
+    checkRoom(grid, strength, start, k, args.steps === undefined);
+    return evenPlan(grid, k, start);
   },
   prepare: async ({ picture }) => startFromPicture(picture),
 };
+
+/**
+ * A small --strength starts near the end of the grid, leaving fewer levels than --steps evaluations need: say so in
+ * terms of --strength (the flag that was too small), with the smallest strength that fits.
+ */
+function checkRoom(grid: NoiseGrid, strength: number, start: number, steps: number, defaultSteps: boolean): void {
+  const levels = grid.size - 1 - start;
+  if (!Number.isInteger(steps) || steps <= levels || steps > grid.size - 1) return;
+  let least = 1;
+  for (let s = 100; s >= 1; s--) {
+    if (grid.size - 1 - strengthToIndex(grid, s / 100) >= steps) least = s / 100;
+    else break;
+  }
+  const stepsFlag = defaultSteps ? `the default --steps ${steps}` : `--steps ${steps}`;
+  throw new UsageError(
+    `--strength ${strength} leaves ${levels} grid ${levels === 1 ? 'level' : 'levels'}, fewer than ${stepsFlag} needs: use --strength ${least} or more (or fewer --steps)`,
+  );
+}
 
 export const strokeCommand: CommandModule<object, StrokeArgs> = {
   command: 'stroke <inputs..>',

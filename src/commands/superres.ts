@@ -1,15 +1,19 @@
 import type { CommandModule } from 'yargs';
 import { superresOperator, upsampleNearest } from '../editing/superres.js';
+import { InputError } from '../errors.js';
 import type { PlanTask } from '../runtime/card.js';
 import { resizeAlpha } from '../io/image.js';
-import { withInputs, withCommonOptions } from './common.js';
+import { checkPixelFlag, withInputs, withCommonOptions } from './common.js';
 import { runImageTask, type ImageArgs, type ImageTask } from './run.js';
 
 interface SuperresArgs extends ImageArgs {
   scale: number;
+  maxOutputPixels: number;
 }
 
 export const SCALES = [2, 4, 8];
+/** The default --max-output-pixels: 8192 x 8192. */
+export const DEFAULT_MAX_OUTPUT_PIXELS = 8192 * 8192;
 
 const task: ImageTask<SuperresArgs> = {
   name: 'superres',
@@ -20,6 +24,11 @@ const task: ImageTask<SuperresArgs> = {
     const p = args.scale;
     const width = picture.width * p;
     const height = picture.height * p;
+    if (width * height > args.maxOutputPixels) {
+      throw new InputError(
+        `${picture.label}: the x${p} output would be ${width}x${height} (${width * height} pixels), more than --max-output-pixels ${args.maxOutputPixels} (raise it to allow)`,
+      );
+    }
     return {
       width,
       height,
@@ -37,8 +46,17 @@ export const superresCommand: CommandModule<object, SuperresArgs> = {
   builder: (y) =>
     withCommonOptions(
       withInputs(y)
-        .option('scale', { alias: 'x', choices: SCALES, default: 4, describe: 'Upscaling factor' }),
+        .option('scale', { alias: 'x', choices: SCALES, default: 4, describe: 'Upscaling factor' })
+        .option('max-output-pixels', {
+          type: 'number',
+          default: DEFAULT_MAX_OUTPUT_PIXELS,
+          requiresArg: true,
+          describe: 'Refuse inputs whose output would have more pixels than this, before any work (8192 x 8192)',
+        }),
       task.defaultSteps,
     ) as never,
-  handler: (args) => runImageTask(args, task),
+  handler: (args) => {
+    checkPixelFlag('--max-output-pixels', args.maxOutputPixels);
+    return runImageTask(args, task);
+  },
 };

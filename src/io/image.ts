@@ -2,11 +2,13 @@
  * Pixels in and out: the only module that imports sharp. Images become [1,3,H,W] tensors in [-1, 1] (EXIF orientation
  * applied, alpha split off); tensors become PNG/JPEG/WebP bytes.
  */
-import { readFile, stat } from 'node:fs/promises';
 import type sharpType from 'sharp';
+import type { Metadata } from 'sharp';
 import { InputError } from '../errors.js';
 import { resample } from '../editing/resample.js';
 import { Tensor } from '../tensor.js';
+import { gifProblem } from './gif.js';
+import { DEFAULT_MAX_PIXELS, inputByteLimit, readInputBytes } from './read.js';
 
 let sharpModule: typeof sharpType | undefined;
 
@@ -46,25 +48,49 @@ export interface DecodeOptions {
   keepSource?: boolean;
 }
 
-/** Read a file (or stdin for "-") into memory, with one-line errors naming it. */
-export async function readInputBytes(spec: string): Promise<{ label: string; bytes: Buffer }> {
-  if (spec === '-') {
-    const chunks: Buffer[] = [];
-    for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
-    const bytes = Buffer.concat(chunks);
-    if (bytes.length === 0) throw new InputError('stdin: no image data');
-    return { label: 'stdin', bytes };
-  }
-  try {
-    const s = await stat(spec);
-    if (s.isDirectory()) throw new InputError(`${spec}: is a directory, not an image`);
-    const bytes = await readFile(spec);
-    if (bytes.length === 0) throw new InputError(`${spec}: empty file`);
-    return { label: spec, bytes };
-  } catch (e) {
-    if (e instanceof InputError) throw e;
-    throw new InputError(`${spec}: ${fsProblem(e)}`);
-  }
+/**
+ * An input's bytes, bounded (see read.ts): at most inputByteLimit(maxPixels) bytes, and a large file's header is
+ * checked (a supported format, no more pixels than the limit) before the rest of it is read.
+ */
+async function readImageBytes(spec: string, options: DecodeOptions): Promise<{ label: string; bytes: Buffer }> {
+  const maxPixels = options.maxPixels ?? DEFAULT_MAX_PIXELS;
+  return readInputBytes(spec, {
+    limit: inputByteLimit(maxPixels),
+    checkHeader: async (head) => {
+      let meta: Metadata;
+      try {
+        meta = await (await sharpLib())(head, { limitInputPixels: false }).metadata();
+      } catch {
+        if (!hasImageSignature(head)) throw new InputError(`${spec}: cannot decode image (not a supported image format)`);
+        return; // the header lies beyond the first bytes (a TIFF's directory can sit at the end): decode decides
+      }
+      if (meta.width && meta.height && meta.width * meta.height > maxPixels) {
+        throw new InputError(`${spec}: cannot decode image (larger than the pixel limit)`);
+      }
+    },
+  });
+}
+
+/**
+ * Whether bytes start like a format sharp decodes: PNG, JPEG, GIF, WebP, TIFF (and BigTIFF), HEIF/AVIF, or SVG
+ * (text starting with "<"). A large file whose first bytes sharp cannot read and that starts like none of these is
+ * refused before it is read in full.
+ */
+export function hasImageSignature(head: Uint8Array): boolean {
+  const b = Buffer.from(head.buffer, head.byteOffset, Math.min(head.length, 512));
+  const at = (offset: number, ...bytes: number[]): boolean => bytes.every((v, i) => b[offset + i] === v);
+  return (
+    at(0, 0x89, 0x50, 0x4e, 0x47) ||
+    at(0, 0xff, 0xd8, 0xff) ||
+    b.subarray(0, 4).toString('latin1') === 'GIF8' ||
+    (b.subarray(0, 4).toString('latin1') === 'RIFF' && b.subarray(8, 12).toString('latin1') === 'WEBP') ||
+    at(0, 0x49, 0x49, 0x2a, 0x00) ||
+    at(0, 0x4d, 0x4d, 0x00, 0x2a) ||
+    at(0, 0x49, 0x49, 0x2b, 0x00) ||
+    at(0, 0x4d, 0x4d, 0x00, 0x2b) ||
+    b.subarray(4, 8).toString('latin1') === 'ftyp' ||
+    /^(\ufeff|\xef\xbb\xbf)?\s*</.test(b.toString('latin1'))
+  );
 }
 
 /**
@@ -76,6 +102,9 @@ async function decodeRaw(
   bytes: Buffer,
   options: DecodeOptions,
 ): Promise<{ data: Uint8Array | Uint16Array; max: number; width: number; height: number; channels: number }> {
+  // libvips decodes a GIF cut short without a warning: check its structure first.
+  const gif = gifProblem(bytes);
+  if (gif !== undefined) throw new InputError(`${label}: cannot decode image (${gif})`);
   try {
     const sharp = await sharpLib();
     const open = () => sharp(bytes, { failOn: 'warning', limitInputPixels: options.maxPixels ?? true, autoOrient: true });
@@ -110,7 +139,7 @@ export async function decodePicture(label: string, bytes: Buffer, options: Decod
 }
 
 export async function readPicture(spec: string, options: DecodeOptions = {}): Promise<Picture> {
-  const { label, bytes } = await readInputBytes(spec);
+  const { label, bytes } = await readImageBytes(spec, options);
   return decodePicture(label, bytes, options);
 }
 
@@ -119,7 +148,7 @@ export async function readPicture(spec: string, options: DecodeOptions = {}): Pr
  * its luminance times its opacity is at least half.
  */
 export async function readMask(spec: string, options: DecodeOptions = {}): Promise<{ label: string; mask: Tensor }> {
-  const { label, bytes } = await readInputBytes(spec);
+  const { label, bytes } = await readImageBytes(spec, options);
   const { data, max, width, height, channels } = await decodeRaw(label, bytes, options);
   const hasAlpha = channels === 2 || channels === 4;
   const mask = new Tensor(1, 1, height, width);
@@ -226,14 +255,6 @@ export function resizeAlpha(alpha: AlphaPlane, w: number, h: number, width: numb
   const out = max === 255 ? new Uint8Array(width * height) : new Uint16Array(width * height);
   for (let p = 0; p < out.length; p++) out[p] = Math.min(max, Math.max(0, Math.round(r.data[p])));
   return out;
-}
-
-function fsProblem(e: unknown): string {
-  const code = (e as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return 'no such file';
-  if (code === 'EACCES') return 'permission denied';
-  if (code === 'EISDIR') return 'is a directory, not an image';
-  return e instanceof Error ? e.message : String(e);
 }
 
 function decoderProblem(e: unknown): string {

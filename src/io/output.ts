@@ -3,9 +3,10 @@
  * rename or a no-clobber link) and stdout. A failed run leaves no partial file and never overwrites one without --force.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, realpathSync, statSync, unlinkSync, type Stats } from 'node:fs';
 import { link, rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
+import { isatty } from 'node:tty';
 import { InputError, UsageError } from '../errors.js';
 import type { ImageFormat } from './image.js';
 
@@ -69,8 +70,14 @@ export function outputPath(opts: OutputOptions, vars: NameVars): string {
   return join(dir, fill(opts.name ?? DEFAULT_NAME, vars, ext));
 }
 
-/** Refuse -o forms that cannot serve `count` outputs: stdout takes one image, a plain file name one. */
+/**
+ * Refuse -o forms that cannot serve `count` outputs: stdout takes one image, a plain file name one. Nor is an image
+ * written to a terminal (as gzip will not): stdout must be redirected.
+ */
 export function checkOutputCount(opts: OutputOptions, count: number): void {
+  if (opts.output === STDOUT && isatty(1)) {
+    throw new UsageError('stdout is a terminal: redirect it (> out.png), or name an output file with -o');
+  }
   if (count <= 1 || opts.output === undefined) return;
   if (opts.output === STDOUT) throw new UsageError(`-o - writes one image, but this run makes ${count}: use --out-dir or a name template`);
   if (!/\{(stem|i|seed)\}/.test(opts.output)) {
@@ -80,7 +87,8 @@ export function checkOutputCount(opts: OutputOptions, count: number): void {
 
 /**
  * Fail before any work when an output cannot be written: its folder is missing (created instead when `create`, for
- * --out-dir), or it exists and --force is off.
+ * --out-dir), it exists and --force is off, or it exists and is not a regular file (a device, a pipe: never
+ * replaced, even with --force).
  */
 export function checkOutput(path: string, force: boolean, create = false): void {
   if (path === STDOUT) return;
@@ -92,11 +100,41 @@ export function checkOutput(path: string, force: boolean, create = false): void 
       throw new InputError(`${path}: cannot create folder ${dir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
     }
   }
-  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new InputError(`${path}: folder ${dir} does not exist`);
-  if (existsSync(path)) {
-    if (statSync(path).isDirectory()) throw new InputError(`${path}: is a directory`);
+  if (!existsSync(dir)) throw new InputError(`${path}: folder ${dir} does not exist`);
+  if (!statSync(dir).isDirectory()) throw new InputError(`${path}: ${dir} is not a folder`);
+  const existing = statIfExists(path);
+  if (existing) {
+    refuseNonRegular(path, existing);
     if (!force) throw new InputError(`${path}: already exists (use --force to overwrite)`);
   }
+}
+
+function statIfExists(path: string): Stats | undefined {
+  try {
+    return statSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+function refuseNonRegular(path: string, s: Stats): void {
+  if (s.isDirectory()) throw new InputError(`${path}: is a directory`);
+  if (!s.isFile()) {
+    const kind = s.isCharacterDevice() ? 'a character device' : s.isBlockDevice() ? 'a block device' : s.isFIFO() ? 'a named pipe' : s.isSocket() ? 'a socket' : 'not a regular file';
+    throw new InputError(`${path}: exists and is ${kind}: refusing to replace it, even with --force (use -o - for stdout)`);
+  }
+}
+
+/**
+ * Where an output really goes: an existing symbolic link is followed, so that --force replaces the file it points
+ * to (the link stays) and the temp file is made beside that file, never in the link's folder (/dev/stdout lives in
+ * /dev).
+ */
+function writeTarget(path: string): string {
+  const existing = statIfExists(path);
+  if (!existing) return path;
+  refuseNonRegular(path, existing);
+  return lstatSync(path).isSymbolicLink() ? realpathSync(path) : path;
 }
 
 /** mkdir -p, one level at a time (Node's recursive mkdir spins forever under /proc). */
@@ -124,14 +162,18 @@ export function removePendingTemps(): void {
 
 /** Write bytes to path atomically; without force, an existing file is never replaced (checked again at the end). */
 export async function writeAtomic(path: string, bytes: Uint8Array, force: boolean): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
+  const target = writeTarget(path);
+  const tag = `${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
+  // A name near the 255-byte limit leaves no room for the temp file's additions: then a short temp name.
+  const long = Buffer.byteLength(basename(target)) + tag.length + 2 > 255;
+  const tmp = join(dirname(target), long ? `.cm-${tag}` : `.${basename(target)}.${tag}`);
   pendingTemps.add(tmp);
   try {
     await writeFile(tmp, bytes, { flag: 'wx' });
     if (force) {
-      await rename(tmp, path);
+      await rename(tmp, target);
     } else {
-      await link(tmp, path); // fails with EEXIST instead of replacing a file that appeared meanwhile
+      await link(tmp, target); // fails with EEXIST instead of replacing a file that appeared meanwhile
       await unlink(tmp);
     }
   } catch (e) {
@@ -140,17 +182,63 @@ export async function writeAtomic(path: string, bytes: Uint8Array, force: boolea
     if (code === 'EEXIST') throw new InputError(`${path}: already exists (use --force to overwrite)`);
     if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') throw new InputError(`${path}: cannot write (permission denied)`);
     if (code === 'ENOENT') throw new InputError(`${path}: folder ${dirname(path)} does not exist`);
-    throw new InputError(`${path}: cannot write (${(e as Error).message})`);
+    throw new InputError(`${path}: cannot write (${writeProblem(e)})`);
   } finally {
     pendingTemps.delete(tmp);
   }
 }
 
+/** Exit status when stdout's reader has gone (EPIPE): 128 + SIGPIPE, as a Unix filter killed by SIGPIPE reports. */
+export const EXIT_BROKEN_PIPE = 141;
+
+let stdoutFailure: Error | undefined;
+
+/**
+ * Catch stdout's write errors (instead of Node's crash with a stack trace): a closed pipe (`| head -c 10`) stops the
+ * run at once and silently, like any filter killed by SIGPIPE; any other failure (a full disk, /dev/full) is kept
+ * for stdoutProblem and fails the writes that meet it.
+ */
+export function guardStdout(): void {
+  const onError = (e: NodeJS.ErrnoException): void => {
+    if (e.code === 'EPIPE') brokenPipe();
+    stdoutFailure ??= e;
+  };
+  process.stdout.on('error', onError);
+  // stderr is where failures are said: if it is gone too, there is nobody to tell.
+  process.stderr.on('error', () => undefined);
+}
+
+/** The first error writing to stdout, as one line (undefined while stdout is fine). */
+export function stdoutProblem(): string | undefined {
+  return stdoutFailure && `stdout: cannot write (${writeProblem(stdoutFailure)})`;
+}
+
+function brokenPipe(): never {
+  removePendingTemps();
+  process.exit(EXIT_BROKEN_PIPE);
+}
+
 /** Write bytes to stdout and wait until they are handed to the OS (never exit before that: it truncates). */
 export function writeStdout(bytes: Uint8Array): Promise<void> {
   return new Promise((resolve, reject) => {
-    process.stdout.write(bytes, (err) => (err ? reject(err) : resolve()));
+    if (stdoutFailure) return reject(new InputError(stdoutProblem() as string));
+    process.stdout.write(bytes, (err) => {
+      if (!err) return resolve();
+      if ((err as NodeJS.ErrnoException).code === 'EPIPE') brokenPipe();
+      stdoutFailure ??= err;
+      reject(new InputError(`stdout: cannot write (${writeProblem(err)})`));
+    });
   });
+}
+
+function writeProblem(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'ENOSPC') return 'no space left on device';
+  if (code === 'EDQUOT') return 'disk quota exceeded';
+  if (code === 'EIO') return 'input/output error';
+  if (code === 'EFBIG') return 'file too large';
+  if (code === 'ENAMETOOLONG') return 'file name too long';
+  return (e instanceof Error ? e.message : String(e)).replace(/^\w+: /, '');
 }
 
 export async function writeOutput(path: string, bytes: Uint8Array, force: boolean): Promise<void> {

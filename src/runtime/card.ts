@@ -36,6 +36,14 @@ export interface ModelCard {
   metadata: Record<string, string>;
 }
 
+/**
+ * The ranges cm accepts: a model's side (a 4096 x 4096 batch item is 200 MB of float32 already; a larger value is a
+ * broken file, and would only fail later, allocating), the grid that plans index, the class count.
+ */
+export const MAX_RESOLUTION = 4096;
+export const MAX_GRID = 10000;
+export const MAX_CLASSES = 1_000_000;
+
 export function parseModelCard(props: Record<string, string>, file: string): ModelCard {
   if (props['cm.format'] === undefined) {
     throw new ModelError(`${file}: not a cm model (no cm.format metadata; see the model contract in the README)`);
@@ -52,26 +60,26 @@ export function parseModelCard(props: Record<string, string>, file: string): Mod
     }
     return v;
   };
-  const positiveInt = (v: number): boolean => Number.isInteger(v) && v > 0;
+  const intIn = (lo: number, hi: number) => (v: number): boolean => Number.isInteger(v) && v >= lo && v <= hi;
   const positive = (v: number): boolean => v > 0;
   const grid: NoiseGrid = {
     sigmaMin: num('cm.sigma_min', positive, 'a positive number'),
     sigmaMax: num('cm.sigma_max', positive, 'a positive number'),
     rho: num('cm.rho', positive, 'a positive number'),
-    size: num('cm.grid', (v) => Number.isInteger(v) && v >= 2, 'an integer of at least 2'),
+    size: num('cm.grid', intIn(2, MAX_GRID), `an integer from 2 to ${MAX_GRID}`),
   };
   if (grid.sigmaMax <= grid.sigmaMin) {
     throw new ModelError(`${file}: cm.sigma_max ${grid.sigmaMax} is not above cm.sigma_min ${grid.sigmaMin}`);
   }
   const card: ModelCard = {
     name: props['cm.name'] || file,
-    resolution: num('cm.resolution', positiveInt, 'a positive integer'),
+    resolution: num('cm.resolution', intIn(1, MAX_RESOLUTION), `an integer from 1 to ${MAX_RESOLUTION}`),
     channels: num('cm.channels', (v) => v === 3, '3'),
     sigmaData: num('cm.sigma_data', positive, 'a positive number'),
     grid,
     plans: parsePlans(props['cm.plans'], grid.size, file),
     taskPlans: parseTaskPlans(props['cm.task_plans'], grid.size, file),
-    numClasses: props['cm.num_classes'] === undefined ? 0 : num('cm.num_classes', (v) => Number.isInteger(v) && v >= 0, 'a whole number'),
+    numClasses: props['cm.num_classes'] === undefined ? 0 : num('cm.num_classes', intIn(0, MAX_CLASSES), `an integer from 0 to ${MAX_CLASSES}`),
     license: props['cm.license'] ?? 'unknown',
     trainedOn: props['cm.trained_on'] ?? 'unknown',
     metadata: { ...props },

@@ -2,7 +2,7 @@
  * Loading a `cm` model: read the file, check the contract, open an onnxruntime-node session on the chosen
  * execution provider, and expose it as a Denoiser. The only module that imports onnxruntime-node.
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { ModelError, UsageError } from '../errors.js';
 import type { Denoiser } from '../sampler/sample.js';
 import { Tensor } from '../tensor.js';
@@ -19,6 +19,8 @@ export interface LoadOptions {
   threads: number;
   /** The class every image is generated in, for class-conditional models (checked against cm.num_classes). */
   classLabel?: number;
+  /** Let onnxruntime log its warnings and errors on stderr (--debug); otherwise cm says what failed, in one line. */
+  debug?: boolean;
 }
 
 export interface LoadedModel extends Denoiser {
@@ -62,8 +64,16 @@ function fileReader(fd: number, size: number): ByteReader {
 export async function readModelFile(path: string): Promise<ModelFile> {
   let fd: number;
   try {
-    fd = openSync(path, 'r');
+    // Only regular files are opened: opening a named pipe would wait for a writer forever (and Ctrl-C with it).
+    const s = statSync(path);
+    if (s.isDirectory()) throw new ModelError(`${path}: is a directory, not a model file`);
+    if (!s.isFile()) {
+      const kind = s.isFIFO() ? 'a named pipe' : s.isCharacterDevice() ? 'a character device' : s.isSocket() ? 'a socket' : 'a device';
+      throw new ModelError(`${path}: is ${kind}, not a model file`);
+    }
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
+    if (e instanceof ModelError) throw e;
     throw new ModelError(`${path}: ${fileProblem(e)}`);
   }
   try {
@@ -85,8 +95,10 @@ export async function loadModel(file: ModelFile, options: LoadOptions): Promise<
   const classLabel = checkClass(card, options.classLabel, path);
   process.env.ORT_DISABLE_TELEMETRY ??= '1';
   const ort = await import('onnxruntime-node');
-  // A provider that cannot load is reported by us, in one line; onnxruntime's own log would add a multi-line error.
-  ort.env.logLevel = 'fatal';
+  // A provider that cannot load, or a model that fails at run time, is reported by us in one line; onnxruntime's own
+  // (coloured, multi-line) log is for --debug.
+  ort.env.logLevel = options.debug ? 'warning' : 'fatal';
+  const logSeverityLevel = options.debug ? 2 : 4;
   const candidates: Device[] = options.device === 'auto' ? ['cuda', 'cpu'] : [options.device];
   const skipped: string[] = [];
   // onnxruntime does not fall back by itself, and a list with an unloadable provider fails as a whole: try one at a time.
@@ -99,7 +111,7 @@ export async function loadModel(file: ModelFile, options: LoadOptions): Promise<
         graphOptimizationLevel: 'all',
         intraOpNumThreads: options.threads,
         interOpNumThreads: 1,
-        logSeverityLevel: 3,
+        logSeverityLevel,
       });
     } catch (e) {
       const reason = firstLine(e);
@@ -110,7 +122,7 @@ export async function loadModel(file: ModelFile, options: LoadOptions): Promise<
       throw new ModelError(`${path}: cannot start the model on ${device}: ${reason}`);
     }
     checkSignature(session, card, path);
-    return makeModel(ort, session, path, card, device, skipped, classLabel);
+    return makeModel(ort, session, path, card, device, skipped, classLabel, logSeverityLevel);
   }
   throw new ModelError(`${path}: no execution provider could run the model`);
 }
@@ -148,6 +160,7 @@ function makeModel(
   device: Device,
   skipped: string[],
   classLabel: number | undefined,
+  logSeverityLevel: 0 | 1 | 2 | 3 | 4,
 ): LoadedModel {
   return {
     path,
@@ -166,7 +179,7 @@ function makeModel(
       }
       let out;
       try {
-        const result = await session.run(feeds);
+        const result = await session.run(feeds, { logSeverityLevel });
         out = result.denoised;
       } catch (e) {
         throw new ModelError(`${path}: inference failed on ${device}: ${firstLine(e)}`);
@@ -175,7 +188,15 @@ function makeModel(
       if (dims !== [x.n, x.c, x.h, x.w].join(',') || out.type !== 'float32') {
         throw new ModelError(`${path}: output "denoised" is ${out.type} [${dims}], expected float32 [${x.shape}]`);
       }
-      return new Tensor(x.n, x.c, x.h, x.w, Float32Array.from(out.data as Float32Array));
+      const data = Float32Array.from(out.data as Float32Array);
+      const bad = firstNonFinite(data);
+      if (bad !== undefined) {
+        const at = Math.floor(bad / x.imageSize);
+        throw new ModelError(
+          `${path}: output "denoised" is not finite (${data[bad]} at sigma ${sigma[at]}${x.n > 1 ? `, image ${at + 1} of ${x.n}` : ''}): the model is broken`,
+        );
+      }
+      return new Tensor(x.n, x.c, x.h, x.w, data);
     },
     async dispose() {
       await session.release();
@@ -183,11 +204,17 @@ function makeModel(
   };
 }
 
+/** Where a value is NaN or infinite (a broken model), or undefined. */
+function firstNonFinite(data: Float32Array): number | undefined {
+  for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i])) return i;
+  return undefined;
+}
+
 /** The first line of an error, without onnxruntime's source locations and assertion text. */
 function firstLine(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
   const line = msg.split('\n').find((l) => l.trim() !== '')?.trim() ?? 'unknown error';
-  return line.replace(/^\/onnxruntime_src\/\S+ .*? was false\. /, '').replace(/^\/onnxruntime_src\/\S+ /, '');
+  return line.replace(/\/onnxruntime_src\/\S+ .*? was false\. /g, '').replace(/\/onnxruntime_src\/\S+ /g, '');
 }
 
 function fileProblem(e: unknown): string {
