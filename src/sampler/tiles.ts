@@ -8,7 +8,7 @@
  * Images smaller than a tile are mirrored out to a tile and cropped back. Memory: the tiles of one call, and two
  * full-size planes. Pure.
  */
-import { Tensor } from '../tensor.js';
+import { cropTensor, Tensor } from '../tensor.js';
 import type { Denoiser } from './sample.js';
 
 export interface TileOptions {
@@ -18,6 +18,11 @@ export interface TileOptions {
   overlap: number;
   /** Tiles per model call. */
   batch: number;
+  /**
+   * The model's own resolution, when tiles are larger: an image that fits in it is run as one tile of that size (so
+   * a model-sized image gets exactly the untiled result).
+   */
+  small?: number;
   /**
    * Whether a tile has anything to generate; skipped tiles pass their input through (the projection puts the known
    * data back there anyway). Default: every tile is needed.
@@ -81,6 +86,12 @@ export function tiledDenoiser(inner: Denoiser, options: TileOptions): Denoiser &
     },
     async denoise(x: Tensor, sigma: Float32Array): Promise<Tensor> {
       const call = calls++;
+      const small = options.small;
+      if (small !== undefined && small < tile && x.w <= small && x.h <= small) {
+        if (x.w === small && x.h === small) return inner.denoise(x, sigma);
+        const out = await inner.denoise(mirrorPad(x, small, small), sigma);
+        return cropTensor(out, 0, 0, x.w, x.h);
+      }
       if (x.h === tile && x.w === tile) return inner.denoise(x, sigma);
       const padded = x.h < tile || x.w < tile ? mirrorPad(x, Math.max(tile, x.w), Math.max(tile, x.h)) : x;
       const [sx, sy] = shiftOf(call, tile - overlap);
