@@ -33,7 +33,7 @@ from .unet import PRESETS, UNetConfig, count_params
 
 # Defaults of the recipe flags (TRAINING.md); a resumed run keeps the values it was started with.
 RECIPE = dict(lr=1e-4, warmup=200, ema=0.999, p_mean=-1.1, p_std=2.0, q=4.0, k=8.0, b=1.0, huber_c=0.0,
-              pretrain_iters=2000, stage_iters=1000, stage_offset=0, denoise_below=0.0, loss="ect")
+              pretrain_iters=2000, stage_iters=1000, stage_offset=0, denoise_below=0.0, loss="ect", anchor_above=2.0)
 # What best.pt is chosen by: warm-started edits (ALGORITHMS.md 4b), the start and plans the CLI's task defaults use.
 DEFAULT_SELECT = [{"ts": [26, 28, 31, 33, 39], "start": "estimate", "eta": 0.0},
                   {"ts": [22, 26, 30, 39], "start": "estimate", "eta": 0.0}]
@@ -57,7 +57,7 @@ def t_to_r(t: torch.Tensor, stage: int, a) -> torch.Tensor:
     return torch.where(t < below, torch.zeros_like(r), r) if below > 0 else r
 
 
-def ect_loss(model, x0: torch.Tensor, stage: int, a, autocast) -> torch.Tensor:
+def ect_loss(model, x0: torch.Tensor, stage: int, a, autocast, anchor=None) -> torch.Tensor:
     n, dev = x0.shape[0], x0.device
     # t below sigma_min would sit outside f's domain; above sigma_max is never sampled from.
     t = (torch.randn(n, device=dev) * a.p_std + a.p_mean).exp().clamp(SIGMA_MIN, SIGMA_MAX)
@@ -69,6 +69,14 @@ def ect_loss(model, x0: torch.Tensor, stage: int, a, autocast) -> torch.Tensor:
     with autocast():
         f_t = model(x_t, t)
     target = x0
+    if anchor is not None:
+        # Above --anchor-above the target is a frozen model's own answer (what it does at high noise is kept: its
+        # one-step samples), below it the clean image (plain denoising).
+        high = t >= a.anchor_above
+        if high.any():
+            with torch.no_grad(), autocast():
+                kept = anchor(x_t, t).float()
+            target = torch.where(high[:, None, None, None], kept, x0)
     use = r >= SIGMA_MIN
     if use.any():
         # Same dropout mask as the student: replay the RNG from before the student's call.
@@ -188,6 +196,10 @@ def main(argv=None):
                                        "cmtrain.export; e.g. ../models/default.onnx) with a fresh optimiser")
     p.add_argument("--denoise-below", type=float,
                    help=f"plain denoising target (r = 0) wherever t is below this ({RECIPE['denoise_below']}: never)")
+    p.add_argument("--anchor-onnx", help="keep this cm ONNX model's answers (its weights, frozen) as the target at noise "
+                                         "levels of --anchor-above and more: plain denoising below, the old one-step "
+                                         "samples above")
+    p.add_argument("--anchor-above", type=float, help=f"noise level from which --anchor-onnx is the target ({RECIPE['anchor_above']})")
     p.add_argument("--loss", choices=["ect", "mse"],
                    help=f"ect: w(t) sqrt(d) (ECT); mse: w(t) d / pixels (EDM; posterior mean) ({RECIPE['loss']})")
     p.add_argument("--seed", type=int, default=0)
@@ -228,6 +240,10 @@ def main(argv=None):
             cfg = UNetConfig(**{**cfg.to_json_dict(), "mults": cfg.mults, "dropout": a.dropout})
         torch.manual_seed(a.seed)
 
+    anchor = None
+    if a.anchor_onnx:
+        from .export import load_onnx_weights
+        anchor = load_onnx_weights(a.anchor_onnx).to(dev).eval().requires_grad_(False)
     model = ConsistencyModel(cfg).to(dev)
     if init is not None:
         model.load_state_dict(init.state_dict())
@@ -314,7 +330,7 @@ def main(argv=None):
         for g in opt.param_groups:
             g["lr"] = lr
         x0 = torch.from_numpy(data.batch(a.batch)).to(dev, non_blocking=True)
-        loss = ect_loss(model, x0, stage, a, autocast)
+        loss = ect_loss(model, x0, stage, a, autocast, anchor)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -119,3 +119,24 @@ def test_cli_saves_and_resumes(tmp_path):
     ckpt_best = torch.load(out / "best.pt")
     assert ckpt_best["step"] == int(best["step"]) and abs(ckpt_best["best_score"] - float(best["score"])) < 1e-3
     assert ckpt["best_score"] == ckpt_best["best_score"]
+
+
+def test_anchor_is_the_target_at_high_noise():
+    """--anchor-onnx: at t >= --anchor-above the target is the frozen model's answer, below it the clean image."""
+    class Const(torch.nn.Module):
+        def __init__(self, v):
+            super().__init__()
+            self.v = v
+
+        def forward(self, x, sigma):
+            return torch.full_like(x, self.v)
+    x0 = torch.full((64, 3, 4, 4), 0.5)
+    a = recipe(loss="mse", anchor_above=1.0)
+    torch.manual_seed(3)
+    loss = train.ect_loss(Const(0.0), x0, -1, a, contextlib.nullcontext, anchor=Const(0.2))
+    torch.manual_seed(3)
+    t = (torch.randn(64) * 2.0 - 1.1).exp().clamp(0.002, 80.0)
+    w = (t ** 2 + 0.25) / (t * 0.5) ** 2
+    err = torch.where(t >= 1.0, torch.tensor(0.04), torch.tensor(0.25))   # (0 - 0.2)^2 above, (0 - 0.5)^2 below
+    assert (t >= 1.0).any() and (t < 1.0).any()
+    assert torch.allclose(loss, (w * err).mean())
