@@ -258,4 +258,53 @@ describe('Ctrl-C', () => {
     expect(written.length).toBeLessThan(17);
     for (const f of written) expect((await sharp(at('interrupted', f)).metadata()).format).toBe('png');
   });
+
+  test('SIGINT during a long model call exits 130 at once: the worker is killed, no output, no temp file', async () => {
+    // One call of 256 images on one thread: seconds of work in a single session.run (a copy of the model under a
+    // unique path, so that the worker can be found by its command line afterwards).
+    const model = at('long-call.onnx');
+    cpSync(TINY_MODEL, model);
+    mkdirSync(at('long'));
+    const args = ['generate', '-n', '256', '--steps', '1', '--threads', '1', '--out-dir', 'long', '--model', model, '--device', 'auto'];
+    const workersOf = (path: string): string[] =>
+      readdirSync('/proc')
+        .filter((p) => /^\d+$/.test(p))
+        .filter((p) => {
+          try {
+            const cmdline = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+            return cmdline.includes('runtime/worker.js') && cmdline.includes(path);
+          } catch {
+            return false;
+          }
+        });
+    const child = spawn(process.execPath, [CM_BIN, ...args], { cwd: dir });
+    let stderr = '';
+    let sentAt = 0;
+    let workersAtSignal: string[] = [];
+    const code = await new Promise<number | null>((resolve) => {
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        // The device line comes once the model has loaded; the sampler's first call starts right after it.
+        if (stderr.includes('cm: device') && sentAt === 0) {
+          sentAt = -1;
+          setTimeout(() => {
+            workersAtSignal = workersOf(model);
+            sentAt = Date.now();
+            child.kill('SIGINT');
+          }, 700);
+        }
+      });
+      child.on('close', (c) => resolve(c));
+    });
+    const latency = Date.now() - sentAt;
+    console.info(`SIGINT during a model call: exit after ${latency} ms`);
+    expect(code).toBe(130);
+    expect(stderr).toMatch(/cm: interrupted\n$/);
+    // The uninterrupted call takes 6-13 s on a 2-core machine; the in-process session would have run to its end.
+    expect(latency).toBeLessThan(3000);
+    expect(tree(at('long'))).toEqual([]);
+    // The inference worker was running when the signal came, and is gone now.
+    expect(workersAtSignal).toHaveLength(1);
+    expect(workersOf(model)).toEqual([]);
+  });
 });

@@ -4,10 +4,11 @@
  */
 import { performance } from 'node:perf_hooks';
 import { CmError, EXIT_UNEXPECTED } from '../errors.js';
+import { describeCheck } from '../runtime/device.js';
 import { loadModel, type LoadedModel, type ModelFile } from '../runtime/model.js';
 import type { StepEvent } from '../sampler/sample.js';
 import type { CommonArgs } from './common.js';
-import { watchSignals, type SignalWatch } from './interrupt.js';
+import { Interrupted, watchSignals, type SignalWatch } from './interrupt.js';
 import type { OutputRecord, Reporter } from './reporter.js';
 
 /**
@@ -22,6 +23,7 @@ export class Batch {
   private readonly start = performance.now();
   private device: string | null = null;
   private readonly finished = new Set<OutputRecord>();
+  private signals: SignalWatch | undefined;
 
   constructor(
     private readonly reporter: Reporter,
@@ -33,11 +35,25 @@ export class Batch {
     return { input, output: null, task: this.task, model: null, device: null, evaluations: null, ts: null, seed, seconds: 0, status: 'ok' };
   }
 
+  /**
+   * Start the model on its device; say which (under auto, or on a GPU) and why others were passed over. Ctrl-C then
+   * abandons a model call in progress at once. CM_INFERENCE=inline runs the model in this process (benchmarks).
+   */
   async startModel(file: ModelFile, args: CommonArgs): Promise<LoadedModel> {
-    const model = await loadModel(file, { device: args.device, threads: args.threads, classLabel: args.class });
+    const model = await loadModel(file, {
+      device: args.device,
+      gpuId: args.gpuId,
+      threads: args.threads,
+      classLabel: args.class,
+      debug: args.debug,
+      inline: process.env.CM_INFERENCE === 'inline',
+    });
     this.device = model.device;
-    if (args.device === 'auto') {
-      this.reporter.info(`device ${model.device}${model.skipped.length ? ` (${model.skipped.join('; ')})` : ''}`);
+    this.signals?.onStop(() => model.abort(new Interrupted()));
+    if (args.device === 'auto' || model.device !== 'cpu') {
+      const notes = [...(model.check ? [describeCheck(model.device, model.check)] : []), ...model.skipped];
+      const id = model.device === 'cuda' ? ` ${args.gpuId ?? 0}` : '';
+      this.reporter.info(`device ${model.device}${id}${notes.length ? ` (${notes.join('; ')})` : ''}`);
     }
     return model;
   }
@@ -82,7 +98,8 @@ export class Batch {
    * record not yet finished; the exit code is set from the first failure.
    */
   async run(work: (signals: SignalWatch) => Promise<void>, records: OutputRecord[]): Promise<void> {
-    const signals = watchSignals(() => this.reporter.warn('interrupted: stopping after the current step (Ctrl-C again to stop now)'));
+    const signals = watchSignals(() => this.reporter.warn('interrupted: stopping (Ctrl-C again to stop at once)'));
+    this.signals = signals;
     try {
       await work(signals);
     } catch (e) {

@@ -7,12 +7,16 @@ import { UsageError, ModelError } from '../errors.js';
 import { MAX_SEED } from '../rng.js';
 import { FORMATS, type ImageFormat } from '../io/image.js';
 import { DEVICES, readModelFile, type DeviceChoice, type ModelFile } from '../runtime/model.js';
+import { gpuIdProblem } from '../runtime/device.js';
 import { resolveModel } from '../runtime/registry.js';
 import { parseTs, planForSteps, type Plan } from '../sampler/schedule.js';
 
 /** Stands for a "-" argument while yargs parses (see cli.ts); `stdio` turns it back into "-". */
 export const DASH = '\u0000-';
 export const stdio = (v: string): string => (v === DASH ? '-' : v);
+
+/** Images per model call on a GPU when --batch is not given (on the CPU batching gains nothing: 1). */
+export const GPU_BATCH = 8;
 
 export interface InputArgs {
   inputs: string[];
@@ -43,6 +47,7 @@ export function withInputs<T>(y: Argv<T>): Argv<T & InputArgs> {
 export interface CommonArgs {
   model?: string;
   device: DeviceChoice;
+  gpuId?: number;
   threads: number;
   steps?: number;
   ts?: string;
@@ -54,8 +59,11 @@ export interface CommonArgs {
   format?: ImageFormat;
   force: boolean;
   skipExisting: boolean;
-  batch: number;
+  /** Images per model call; undefined: the device's default (GPU_BATCH on a GPU, 1 on the CPU). */
+  batch?: number;
   quiet: boolean;
+  /** The global --debug flag (stack traces; the inference worker's own stderr). */
+  debug?: boolean;
   json: boolean;
   progress?: 'json';
 }
@@ -69,9 +77,10 @@ export function withCommonOptions<T>(y: Argv<T>, defaultSteps: number): Argv<T &
     .option('format', { choices: FORMATS, describe: 'Output format (default: from -o, else png)' })
     .option('force', { type: 'boolean', default: false, describe: 'Overwrite existing output files' })
     .option('skip-existing', { type: 'boolean', default: false, describe: 'Skip inputs whose output exists (resume a batch)' })
-    .option('batch', { type: 'number', default: 1, describe: 'Images per model call' })
+    .option('batch', { type: 'number', describe: `Images per model call (default 1 on the CPU, ${GPU_BATCH} on a GPU)`, requiresArg: true })
     .option('model', { alias: 'm', type: 'string', describe: 'Model file or installed model name (see: cm models)', requiresArg: true })
     .option('device', { choices: DEVICES, default: 'auto' as DeviceChoice, describe: 'Execution provider (auto: cuda, then cpu)' })
+    .option('gpu-id', { type: 'number', requiresArg: true, describe: 'CUDA device number (default 0)' })
     .option('threads', { type: 'number', default: 0, describe: 'CPU threads for the model (0: onnxruntime default)' })
     .option('steps', { type: 'number', describe: `Network evaluations (default ${defaultSteps}; the model's plan for that count)` })
     .option('ts', { type: 'string', describe: 'Exact plan: grid indices, e.g. 0,22,39 (two evaluations)', requiresArg: true })
@@ -95,9 +104,11 @@ export function checkCommon(args: CommonArgs): void {
   if (args.steps !== undefined && (!Number.isInteger(args.steps) || args.steps < 1)) {
     throw new UsageError(`Expected a positive integer for --steps but received ${args.steps}`);
   }
-  if (!Number.isInteger(args.batch) || args.batch < 1 || args.batch > 256) {
+  if (args.batch !== undefined && (!Number.isInteger(args.batch) || args.batch < 1 || args.batch > 256)) {
     throw new UsageError(`Expected an integer between 1 and 256 for --batch but received ${args.batch}`);
   }
+  const gpu = gpuIdProblem(args.device, args.gpuId);
+  if (gpu !== undefined) throw new UsageError(gpu);
   if (args.force && args.skipExisting) throw new UsageError('--force and --skip-existing contradict each other: pick one');
   if (args.json && args.output === '-') {
     throw new UsageError('--json and -o - both want stdout: write the image to a file, or drop --json');

@@ -16,7 +16,7 @@ import type { LoadedModel, ModelFile } from '../runtime/model.js';
 import { perImageNoise, sample, type NoiseSource } from '../sampler/sample.js';
 import { evaluations, type Plan } from '../sampler/schedule.js';
 import type { Tensor } from '../tensor.js';
-import { checkCommon, chooseSeed, choosePlan, openModel, type CommonArgs, type InputArgs } from './common.js';
+import { checkCommon, chooseSeed, choosePlan, GPU_BATCH, openModel, type CommonArgs, type InputArgs } from './common.js';
 import { Batch } from './batch.js';
 import { Interrupted, type SignalWatch } from './interrupt.js';
 import { Reporter, type OutputRecord } from './reporter.js';
@@ -129,11 +129,12 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
     });
     if (pending.length === 0) return;
     const model = await batch.startModel(file, args);
+    const perCall = args.batch ?? (model.device === 'cpu' ? 1 : GPU_BATCH);
     try {
-      for (let k = 0; k < pending.length; k += args.batch) {
+      for (let k = 0; k < pending.length; k += perCall) {
         signals.check();
         const group: Prepared[] = [];
-        for (const job of pending.slice(k, k + args.batch)) {
+        for (const job of pending.slice(k, k + perCall)) {
           job.started = performance.now();
           try {
             checkOutput(job.output, args.force, args.outDir !== undefined);
