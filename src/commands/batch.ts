@@ -7,6 +7,7 @@ import { CmError, EXIT_UNEXPECTED } from '../errors.js';
 import { describeCheck } from '../runtime/device.js';
 import { loadModel, type LoadedModel, type ModelFile } from '../runtime/model.js';
 import type { StepEvent } from '../sampler/sample.js';
+import type { Shard } from '../shard.js';
 import type { CommonArgs } from './common.js';
 import { Interrupted, watchSignals, type SignalWatch } from './interrupt.js';
 import type { OutputRecord, Reporter } from './reporter.js';
@@ -29,10 +30,13 @@ export class Batch {
     private readonly reporter: Reporter,
     private readonly total: number,
     private readonly task: string,
+    private readonly shard?: Shard,
   ) {}
 
   newRecord(input: string | null, seed: number): OutputRecord {
-    return { input, output: null, task: this.task, model: null, device: null, evaluations: null, ts: null, seed, seconds: 0, status: 'ok' };
+    const r: OutputRecord = { input, output: null, task: this.task, model: null, device: null, evaluations: null, ts: null, seed, seconds: 0, status: 'ok' };
+    if (this.shard) r.shard = `${this.shard.index}/${this.shard.count}`;
+    return r;
   }
 
   /**
@@ -112,11 +116,12 @@ export class Batch {
       signals.dispose();
       this.reporter.done();
     }
-    if (this.total > 1 || this.skipped > 0) {
+    if (this.total > 1 || this.skipped > 0 || this.shard) {
       const parts = [`${this.done} done`];
       if (this.skipped) parts.push(`${this.skipped} skipped`);
       parts.push(`${this.failed} failed`);
-      const line = `${this.total} ${this.total === 1 ? 'file' : 'files'}: ${parts.join(', ')}`;
+      const where = this.shard ? `shard ${this.shard.index}/${this.shard.count}: ` : '';
+      const line = `${where}${this.total} ${this.total === 1 ? 'file' : 'files'}: ${parts.join(', ')}`;
       if (this.failed > 0) this.reporter.failure(line);
       else this.reporter.info(line);
     }

@@ -23,6 +23,7 @@ export interface InputArgs {
   recursive: boolean;
   maxPixels?: number;
   keepMetadata: boolean;
+  shard?: string;
 }
 
 /** The input images of the image commands: files, folders, or - for stdin. */
@@ -41,7 +42,12 @@ export function withInputs<T>(y: Argv<T>): Argv<T & InputArgs> {
       describe: 'Refuse images with more pixels than this (default: sharp\'s limit, 268402689)',
       requiresArg: true,
     })
-    .option('keep-metadata', { type: 'boolean', default: false, describe: 'Copy EXIF, ICC profile and XMP from each input to its output' }) as never;
+    .option('keep-metadata', { type: 'boolean', default: false, describe: 'Copy EXIF, ICC profile and XMP from each input to its output' })
+    .option('shard', {
+      type: 'string',
+      requiresArg: true,
+      describe: 'Process only share I of N (0 <= I < N) of the inputs, chosen by a hash of each path: run N of these on N machines',
+    }) as never;
 }
 
 export interface CommonArgs {

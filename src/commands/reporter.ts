@@ -16,6 +16,8 @@ export interface OutputRecord {
   seconds: number;
   status: 'ok' | 'error' | 'skipped';
   error?: string;
+  /** With --shard: "I/N". */
+  shard?: string;
 }
 
 /**

@@ -16,6 +16,7 @@ import type { LoadedModel, ModelFile } from '../runtime/model.js';
 import { perImageNoise, sample, type NoiseSource } from '../sampler/sample.js';
 import { evaluations, type Plan } from '../sampler/schedule.js';
 import type { Tensor } from '../tensor.js';
+import { inShard, parseShard, shardKey } from '../shard.js';
 import { checkCommon, chooseSeed, choosePlan, GPU_BATCH, openModel, type CommonArgs, type InputArgs } from './common.js';
 import { Batch } from './batch.js';
 import { Interrupted, type SignalWatch } from './interrupt.js';
@@ -87,14 +88,18 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
   if (args.maxPixels !== undefined && !(Number.isInteger(args.maxPixels) && args.maxPixels > 0)) {
     throw new UsageError(`Expected a positive integer for --max-pixels but received ${args.maxPixels}`);
   }
+  const shard = args.shard === undefined ? undefined : parseShard(args.shard);
   const reporter = new Reporter(args.quiet, args.json, args.progress === 'json');
   const items = expandInputs(args.inputs, args.recursive);
   if (items.length === 0) throw new InputError(`${args.inputs.join(' ')}: no images found`);
+  if (shard && items.some((item) => item.path === STDOUT)) throw new UsageError('--shard needs files or folders, not - (stdin)');
   const out = { ...args, output: args.output ?? (items.length === 1 && items[0].path === STDOUT ? STDOUT : undefined) };
   checkOutputCount(out, items.length);
-  const batch = new Batch(reporter, items.length, task.name);
+  // Seeds and {i} come from the position in the whole list, so that a shard's outputs are those of the whole run.
+  const mine = shard ? items.map((item) => inShard(shardKey(item.path, item.root), shard)) : items.map(() => true);
+  const batch = new Batch(reporter, mine.filter(Boolean).length, task.name, shard);
   const baseSeed = chooseSeed(args);
-  const jobs: Job[] = items.map((item, i) => {
+  const all: Job[] = items.map((item, i) => {
     const seed = (baseSeed + i) % (MAX_SEED + 1);
     const output = outputPath(out, {
       stem: item.stem,
@@ -107,20 +112,27 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
     });
     return { item, seed, output, record: { ...batch.newRecord(item.path, seed), output }, started: 0 };
   });
+  const jobs = all.filter((_, i) => mine[i]);
   const format = outputFormat(out);
 
   await batch.run(async (signals) => {
     const file = await openModel(args);
     const plan = task.plan ? task.plan(args, file) : choosePlan(args, file, task.defaultSteps);
     for (const job of jobs) Object.assign(job.record, { model: file.path, evaluations: evaluations(plan), ts: plan.ts ?? null });
+    // Two inputs with one output: the later one fails, judged over the whole list (a shard agrees with the whole run).
     const seen = new Map<string, string>();
-    const pending = jobs.filter((job) => {
+    const clash = new Map<Job, string>();
+    for (const job of all) {
       const first = seen.get(job.output);
-      if (first !== undefined && job.output !== STDOUT) {
+      if (first !== undefined && job.output !== STDOUT) clash.set(job, first);
+      else seen.set(job.output, job.item.path);
+    }
+    const pending = jobs.filter((job) => {
+      const first = clash.get(job);
+      if (first !== undefined) {
         batch.fail(job.record, new InputError(`${job.item.path}: its output ${job.output} is also the output of ${first}`));
         return false;
       }
-      seen.set(job.output, job.item.path);
       if (args.skipExisting && job.output !== STDOUT && existsSync(job.output)) {
         batch.skip(job.record);
         return false;
