@@ -8,6 +8,8 @@
 //    evaluation and the CPU's float32 matmul peak, hence the efficiency.
 // 3. The CLI end to end: images per second for 64x64 edits, start-up (cm --version, a one-step edit).
 // 4. A 4x super-resolution of a 512x512 photo (128x128 -> 512x512) through the CLI: evaluations and wall time.
+// 5. The inference worker's cost: ms per call and CLI wall time with the model in a worker process (the default) and in
+//    the CLI's own process (CM_INFERENCE=inline), same run, alternating.
 // Writes speed.json, speed.md and RESULTS.md into --out (default bench/results; with --smoke a temporary folder).
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -182,6 +184,52 @@ for (const k of smoke ? [1] : [1, 2, 4]) {
 }
 log(`superres 128 -> 512: ${JSON.stringify(sr512)}`);
 
+// ---- 5. The inference worker's cost: the model in a worker process (the default) or in the CLI's own process ------
+
+// Per call through the runtime API (what the sampler calls), alternating the two in one run, then the CLI end to end
+// with CM_INFERENCE=inline against the default, alternating too.
+const { loadModel, readModelFile } = await import(join(ROOT, 'dist', 'runtime', 'model.js'));
+const { Tensor } = await import(join(ROOT, 'dist', 'tensor.js'));
+const modelFile = await readModelFile(model);
+const workerThreads = threadCounts[threadCounts.length - 1];
+const worker = { threads: workerThreads, perCall: {}, cli: {} };
+for (const b of batches) {
+  const x = new Tensor(b, 3, RES, RES, Float32Array.from({ length: b * 3 * RES * RES }, (_, i) => Math.sin(i * 0.37)));
+  const sigma = new Float32Array(b).fill(1);
+  const loaded = {
+    worker: await loadModel(modelFile, { device: 'cpu', threads: workerThreads }),
+    inline: await loadModel(modelFile, { device: 'cpu', threads: workerThreads, inline: true }),
+  };
+  const times = { worker: [], inline: [] };
+  for (const m of Object.values(loaded)) for (let i = 0; i < 3; i++) await m.denoise(x, sigma); // warm-up, excluded
+  const reps = b >= 16 ? Math.max(3, Math.ceil(repeats / 2)) : repeats;
+  for (let i = 0; i < reps; i++) {
+    for (const kind of i % 2 ? ['inline', 'worker'] : ['worker', 'inline']) {
+      const t0 = performance.now();
+      await loaded[kind].denoise(x, sigma);
+      times[kind].push(performance.now() - t0);
+    }
+  }
+  for (const m of Object.values(loaded)) await m.dispose();
+  const [w, inl] = [median(times.worker), median(times.inline)];
+  worker.perCall[b] = { workerMs: round(w, 2), inlineMs: round(inl, 2), ratio: round(w / inl, 3), overheadMs: round(w - inl, 2), calls: reps };
+}
+log(`worker vs inline, per call: ${JSON.stringify(worker.perCall)}`);
+{
+  const walls = { worker: [], inline: [] };
+  for (let r = 0; r < cliRuns; r++) {
+    for (const kind of r % 2 ? ['inline', 'worker'] : ['worker', 'inline']) {
+      const env = kind === 'inline' ? { CM_INFERENCE: 'inline' } : {};
+      const run = await runCli(['inpaint', inDir, '--mask', maskDir, '--out-dir', join(work, `out-${kind}`), ...common], { env });
+      records(run, `inpaint ${kind}`);
+      walls[kind].push(run.seconds);
+    }
+  }
+  const [w, inl] = [median(walls.worker), median(walls.inline)];
+  worker.cli = { images: n, runs: cliRuns, workerSeconds: round(w, 3), inlineSeconds: round(inl, 3), ratio: round(w / inl, 3) };
+}
+log(`worker vs inline, CLI: ${JSON.stringify(worker.cli)}`);
+
 // ---- report -------------------------------------------------------------------------------------------------------
 
 const flops = torch?.flops_per_eval_64 ?? null;
@@ -214,7 +262,7 @@ const meta = {
   machine: { ...machine(), loadavgAtStart: loadStart, load1DuringRun: loadSamples },
   onnxruntime: ort.env.versions?.common ?? 'unknown',
 };
-const result = { meta, ortMs, ortMatmulGflops, ortMatmulBySize, torch, derived, e2e, startup: { ...startupMedian, samples: startup }, sr512, diffusion: DIFFUSION() };
+const result = { meta, ortMs, ortMatmulGflops, ortMatmulBySize, torch, derived, e2e, startup: { ...startupMedian, samples: startup }, sr512, worker, diffusion: DIFFUSION() };
 writeFileSync(join(outDir, 'speed.json'), JSON.stringify(result, null, 1) + '\n');
 writeFileSync(join(outDir, 'speed.md'), markdown(result));
 assembleResults(outDir);
@@ -270,6 +318,14 @@ function markdown(r) {
   s += `The CLI edits it at ${m.resolution}x${m.resolution} and resizes back (no tiling yet), so the evaluation count does not grow with the size.\n\n`;
   s += `| --steps | network evaluations | plan (ts) | wall s (whole process, median) | seconds in the record |\n|---|---|---|---|---|\n`;
   for (const [k, e] of Object.entries(r.sr512)) s += `| ${k} | ${e.evaluations} | ${JSON.stringify(e.ts)} | ${e.wallSeconds} | ${e.cliSeconds} |\n`;
+  const wk = r.worker;
+  s += `\n### The inference worker (the model in a child process, the default) against the model in the CLI's own process (\`CM_INFERENCE=inline\`)\n\n`;
+  s += `Same run, alternating the two. Per call: \`denoise\` through the runtime API at ${m.resolution}x${m.resolution}, ${wk.threads} thread(s), ` +
+    `median after 3 warm-up calls; the difference is the cost of copying the batch to the worker and back.\n\n`;
+  s += `| batch | worker ms/call | in-process ms/call | worker / in-process | overhead ms |\n|---|---|---|---|---|\n`;
+  for (const [b, e] of Object.entries(wk.perCall)) s += `| ${b} | ${e.workerMs} | ${e.inlineMs} | ${e.ratio} | ${e.overheadMs} |\n`;
+  s += `\nThe CLI end to end (${wk.cli.images} inpaintings as above, --batch 1, median of ${wk.cli.runs} runs each, whole process): ` +
+    `worker ${wk.cli.workerSeconds} s, in-process ${wk.cli.inlineSeconds} s, ratio **${wk.cli.ratio}**.\n`;
   s += `\nWhat diffusion-based editors need for comparable tasks (quoted, not run):\n\n| method | network evaluations | source |\n|---|---|---|\n`;
   for (const d of r.diffusion) s += `| ${d.method} | ${d.evaluations} | ${d.source} |\n`;
   return s;

@@ -38,5 +38,9 @@ describe.runIf(existsSync(EVAL))('benchmarks, smoke run', () => {
     expect(s.ortMs['1']['1']).toBeGreaterThan(0);
     expect(s.sr512['1'].evaluations).toBe(1);
     expect(s.startup.versionSeconds).toBeGreaterThan(0);
+    // the inference worker against the model in the CLI's process, both measured in the same run
+    expect(s.worker.perCall['1'].workerMs).toBeGreaterThan(0);
+    expect(s.worker.perCall['1'].inlineMs).toBeGreaterThan(0);
+    expect(s.worker.cli.ratio).toBeGreaterThan(0);
   });
 });
