@@ -37,7 +37,7 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<numb
     .usage('$0 <command> [options]\n\nFast, offline image editing with consistency models.')
     .command(commands as never)
     .demandCommand(1, 'Name a command (see: cm --help)')
-    .option('debug', { type: 'boolean', default: false, describe: 'Print stack traces for errors' })
+    .option('debug', { type: 'boolean', default: false, describe: "Print stack traces for errors, and the inference worker's own stderr" })
     .epilogue(
       'Exit codes: 0 ok, 1 unexpected error, 2 usage, 3 bad input or output file, 4 model problem.\n' +
         'Docs: README.md. Masks: white = fill. Images whose size differs from the model are edited at the model size and resized back.',

@@ -85,7 +85,7 @@ export function withCommonOptions<T>(y: Argv<T>, defaultSteps: number): Argv<T &
     .option('skip-existing', { type: 'boolean', default: false, describe: 'Skip inputs whose output exists (resume a batch)' })
     .option('batch', { type: 'number', describe: `Images per model call (default 1 on the CPU, ${GPU_BATCH} on a GPU)`, requiresArg: true })
     .option('model', { alias: 'm', type: 'string', describe: 'Model file or installed model name (see: cm models)', requiresArg: true })
-    .option('device', { choices: DEVICES, default: 'auto' as DeviceChoice, describe: 'Execution provider (auto: cuda, then cpu)' })
+    .option('device', { choices: DEVICES, default: 'auto' as DeviceChoice, describe: 'Execution provider (auto: cuda, then cpu; webgpu only when asked)' })
     .option('gpu-id', { type: 'number', requiresArg: true, describe: 'CUDA device number (default 0)' })
     .option('threads', { type: 'number', default: 0, describe: 'CPU threads for the model (0: onnxruntime default)' })
     .option('steps', { type: 'number', describe: `Network evaluations (default ${defaultSteps}; the model's plan for that count)` })
