@@ -62,12 +62,21 @@ export class Batch {
     return model;
   }
 
+  /** Sampling of these inputs starts: the spinner shows them at step 0 (and keeps moving during the first call). */
+  begin(inputs: string[], steps: number): void {
+    this.showStep(inputs, 0, steps);
+  }
+
   step(e: StepEvent, inputs: string[]): void {
+    this.showStep(inputs, e.step, e.steps);
+    this.reporter.event({ event: 'step', task: this.task, inputs, step: e.step, steps: e.steps, sigma: e.sigma });
+  }
+
+  private showStep(inputs: string[], step: number, steps: number): void {
     const n = this.done + this.failed + this.skipped;
     const eta = n > 0 ? ` · ETA ${Math.round((((performance.now() - this.start) / n) * (this.total - n)) / 1000)}s` : '';
     const where = this.total > 1 ? `[${Math.min(n + inputs.length, this.total)}/${this.total}] ` : '';
-    this.reporter.progress(`${where}${inputs[0] ?? this.task}: step ${e.step}/${e.steps}${eta}`);
-    this.reporter.event({ event: 'step', task: this.task, inputs, step: e.step, steps: e.steps, sigma: e.sigma });
+    this.reporter.progress(`${where}${inputs[0] ?? this.task}: step ${step}/${steps}${eta}`);
   }
 
   ok(record: OutputRecord, started: number): void {

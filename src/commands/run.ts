@@ -160,6 +160,7 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
         if (group.length === 0) continue;
         let results: Tensor[];
         try {
+          batch.begin(group.map(({ job }) => job.item.path), evaluations(plan));
           results = await runEdits(model, group, plan, task.startIsNoisy ?? false, reporter, signals, batch);
         } catch (e) {
           if (e instanceof Interrupted || e instanceof ModelError) throw e;
@@ -260,6 +261,7 @@ export async function runGeneration<A extends CommonArgs>(
     const gen = task.build(file, new Rng(seed), count);
     const model = await batch.startModel(file, args);
     const started = performance.now();
+    batch.begin([], evaluations(plan));
     try {
       const result = await sample(model, {
         operator: gen.operator,
