@@ -254,8 +254,22 @@ describe.runIf(hasScript)('on a terminal (under script(1))', () => {
   });
 });
 
-describe('Ctrl-C', () => {
-  test('SIGINT during a batch stops after the current step, exits 130 and leaves no temp files', async () => {
+/** The inference worker processes running the model at `path` (found by their command line). */
+function workersOf(path: string): string[] {
+  return readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        const cmdline = readFileSync(`/proc/${p}/cmdline`, 'utf8');
+        return cmdline.includes('runtime/worker.js') && cmdline.includes(path);
+      } catch {
+        return false;
+      }
+    });
+}
+
+describe('Ctrl-C and the inference worker', () => {
+  test('SIGINT during a batch stops it, exits 130, keeps the finished outputs and leaves no temp files', async () => {
     const child = spawn(process.execPath, [CM_BIN, 'colorize', 'batch', '--out-dir', 'interrupted', '--progress', 'json', '--steps', '4', '--model', TINY_MODEL, '--device', 'cpu'], { cwd: dir });
     let stderr = '';
     const code = await new Promise<number | null>((resolve) => {
@@ -280,17 +294,6 @@ describe('Ctrl-C', () => {
     cpSync(TINY_MODEL, model);
     mkdirSync(at('long'));
     const args = ['generate', '-n', '256', '--steps', '1', '--threads', '1', '--out-dir', 'long', '--model', model, '--device', 'auto'];
-    const workersOf = (path: string): string[] =>
-      readdirSync('/proc')
-        .filter((p) => /^\d+$/.test(p))
-        .filter((p) => {
-          try {
-            const cmdline = readFileSync(`/proc/${p}/cmdline`, 'utf8');
-            return cmdline.includes('runtime/worker.js') && cmdline.includes(path);
-          } catch {
-            return false;
-          }
-        });
     const child = spawn(process.execPath, [CM_BIN, ...args], { cwd: dir });
     let stderr = '';
     let sentAt = 0;
@@ -320,5 +323,28 @@ describe('Ctrl-C', () => {
     // The inference worker was running when the signal came, and is gone now.
     expect(workersAtSignal).toHaveLength(1);
     expect(workersOf(model)).toEqual([]);
+  });
+
+  test('a worker that dies during a call is one model error naming the model (exit 4), no output', async () => {
+    const model = at('killed-worker.onnx');
+    cpSync(TINY_MODEL, model);
+    const child = spawn(process.execPath, [CM_BIN, 'generate', '-n', '256', '--steps', '1', '--threads', '1', '--out-dir', 'killed', '--model', model, '--device', 'auto'], { cwd: dir });
+    let stderr = '';
+    let killed = false;
+    const code = await new Promise<number | null>((resolve) => {
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        if (stderr.includes('cm: device') && !killed) {
+          killed = true;
+          setTimeout(() => {
+            for (const pid of workersOf(model)) process.kill(Number(pid), 'SIGKILL');
+          }, 700);
+        }
+      });
+      child.on('close', (c) => resolve(c));
+    });
+    expect(code).toBe(4);
+    expect(stderr.split('\n').filter(Boolean).slice(1)).toEqual([`cm: ${model}: the inference process stopped (SIGKILL)`]);
+    expect(existsSync(at('killed')) ? tree(at('killed')) : []).toEqual([]);
   });
 });
