@@ -254,14 +254,27 @@ describe.runIf(hasScript)('on a terminal (under script(1))', () => {
   });
 });
 
-/** The inference worker processes running the model at `path` (found by their command line). */
-function workersOf(path: string): string[] {
+/** The inference worker processes of the cm process `pid` (its children running runtime/worker.js). */
+function workersOf(pid: number | undefined): string[] {
   return readdirSync('/proc')
     .filter((p) => /^\d+$/.test(p))
     .filter((p) => {
       try {
-        const cmdline = readFileSync(`/proc/${p}/cmdline`, 'utf8');
-        return cmdline.includes('runtime/worker.js') && cmdline.includes(path);
+        const ppid = Number(readFileSync(`/proc/${p}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[1]);
+        return ppid === pid && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('runtime/worker.js');
+      } catch {
+        return false;
+      }
+    });
+}
+
+/** Every process running runtime/worker.js. */
+function allWorkers(): string[] {
+  return readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('runtime/worker.js');
       } catch {
         return false;
       }
@@ -288,12 +301,9 @@ describe('Ctrl-C and the inference worker', () => {
   });
 
   test('SIGINT during a long model call exits 130 at once: the worker is killed, no output, no temp file', async () => {
-    // One call of 256 images on one thread: seconds of work in a single session.run (a copy of the model under a
-    // unique path, so that the worker can be found by its command line afterwards).
-    const model = at('long-call.onnx');
-    cpSync(TINY_MODEL, model);
+    // One call of 256 images on one thread: seconds of work in a single session.run.
     mkdirSync(at('long'));
-    const args = ['generate', '-n', '256', '--steps', '1', '--threads', '1', '--out-dir', 'long', '--model', model, '--device', 'auto'];
+    const args = ['generate', '-n', '256', '--steps', '1', '--threads', '1', '--out-dir', 'long', '--model', TINY_MODEL, '--device', 'auto'];
     const child = spawn(process.execPath, [CM_BIN, ...args], { cwd: dir });
     let stderr = '';
     let sentAt = 0;
@@ -305,7 +315,7 @@ describe('Ctrl-C and the inference worker', () => {
         if (stderr.includes('cm: device') && sentAt === 0) {
           sentAt = -1;
           setTimeout(() => {
-            workersAtSignal = workersOf(model);
+            workersAtSignal = workersOf(child.pid);
             sentAt = Date.now();
             child.kill('SIGINT');
           }, 700);
@@ -322,13 +332,11 @@ describe('Ctrl-C and the inference worker', () => {
     expect(tree(at('long'))).toEqual([]);
     // The inference worker was running when the signal came, and is gone now.
     expect(workersAtSignal).toHaveLength(1);
-    expect(workersOf(model)).toEqual([]);
+    expect(allWorkers()).not.toContain(workersAtSignal[0]);
   });
 
   test('a worker that dies during a call is one model error naming the model (exit 4), no output', async () => {
-    const model = at('killed-worker.onnx');
-    cpSync(TINY_MODEL, model);
-    const child = spawn(process.execPath, [CM_BIN, 'generate', '-n', '256', '--steps', '1', '--threads', '1', '--out-dir', 'killed', '--model', model, '--device', 'auto'], { cwd: dir });
+    const child = spawn(process.execPath, [CM_BIN, 'generate', '-n', '256', '--steps', '1', '--threads', '1', '--out-dir', 'killed', '--model', TINY_MODEL, '--device', 'auto'], { cwd: dir });
     let stderr = '';
     let killed = false;
     const code = await new Promise<number | null>((resolve) => {
@@ -337,14 +345,36 @@ describe('Ctrl-C and the inference worker', () => {
         if (stderr.includes('cm: device') && !killed) {
           killed = true;
           setTimeout(() => {
-            for (const pid of workersOf(model)) process.kill(Number(pid), 'SIGKILL');
+            for (const pid of workersOf(child.pid)) process.kill(Number(pid), 'SIGKILL');
           }, 700);
         }
       });
       child.on('close', (c) => resolve(c));
     });
     expect(code).toBe(4);
-    expect(stderr.split('\n').filter(Boolean).slice(1)).toEqual([`cm: ${model}: the inference process stopped (SIGKILL)`]);
+    expect(stderr.split('\n').filter(Boolean).slice(1)).toEqual([`cm: ${TINY_MODEL}: the inference process stopped (SIGKILL)`]);
     expect(existsSync(at('killed')) ? tree(at('killed')) : []).toEqual([]);
+  });
+
+  test('a worker started for a command that ends early (usage error, nothing to do) does not outlive it', () => {
+    const tag = `cm-test-${process.pid}-${Date.now()}`;
+    const tagged = (): string[] =>
+      readdirSync('/proc')
+        .filter((p) => /^\d+$/.test(p))
+        .filter((p) => {
+          try {
+            return readFileSync(`/proc/${p}/environ`, 'utf8').includes(`CM_TEST_TAG=${tag}`);
+          } catch {
+            return false;
+          }
+        });
+    const env = { ...process.env, CM_TEST_TAG: tag };
+    mkdirSync(at('early'));
+    writeFileSync(at('early', 'ok.colorize.png'), 'done before');
+    for (const args of [['colorize', 'ok.png', '--batch', '0'], ['colorize', 'ok.png', '--out-dir', 'early', '--skip-existing']]) {
+      const r = spawnSync(process.execPath, [CM_BIN, ...args, '--model', TINY_MODEL, '--device', 'cpu', '-q'], { cwd: dir, env });
+      expect(r.status, r.stderr.toString()).toBe(args.includes('--batch') ? 2 : 0);
+      expect(tagged()).toEqual([]);
+    }
   });
 });

@@ -3,9 +3,7 @@
  * Denoiser interface. The session itself runs in an inference worker process (worker.ts, session.ts), or in this
  * process when `inline` is set (benchmarks). src/runtime is the only place that imports onnxruntime-node.
  */
-import { fork, type ChildProcess } from 'node:child_process';
-import { closeSync, existsSync, fstatSync, openSync, readSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { CmError, InputError, ModelError, UsageError } from '../errors.js';
 import type { Denoiser } from '../sampler/sample.js';
 import { Tensor } from '../tensor.js';
@@ -13,7 +11,8 @@ import { parseModelCard, type ModelCard } from './card.js';
 import { adapterDiagnostics, describeCheck, explainStartFailure, type Device, type DeviceChoice, type OutputCheck } from './device.js';
 import { OnnxParseError, readOnnxMetadata, type ByteReader } from './onnx-metadata.js';
 import type { SessionRequest, Skip, StartedSession } from './session.js';
-import { STDERR_MARK, type Shape, type WireError, type WorkerReply, type WorkerRequest } from './worker-protocol.js';
+import { takeWorker } from './worker-process.js';
+import type { Shape, WireError, WorkerReply, WorkerRequest } from './worker-protocol.js';
 
 export { DEVICES, type Device, type DeviceChoice } from './device.js';
 
@@ -154,12 +153,6 @@ async function loadInline(file: ModelFile, req: SessionRequest): Promise<LoadedM
   };
 }
 
-/** The worker's entry: dist/runtime/worker.js beside this file, or the built one when running from the sources (tests). */
-function workerPath(): string {
-  const beside = fileURLToPath(new URL('./worker.js', import.meta.url));
-  return existsSync(beside) ? beside : fileURLToPath(new URL('../../dist/runtime/worker.js', import.meta.url));
-}
-
 function fromWire(e: WireError): Error {
   if (e.name === 'UsageError') return new UsageError(e.message);
   if (e.name === 'InputError') return new InputError(e.message);
@@ -168,68 +161,10 @@ function fromWire(e: WireError): Error {
   return new Error(e.message);
 }
 
-/** The last lines a process wrote on stderr (bounded), with a wait for the worker's marker line. */
-class StderrTail {
-  private lines: string[] = [];
-  private partial = '';
-  private marks = 0;
-  private waiters: (() => void)[] = [];
-
-  constructor(private readonly echo: boolean) {}
-
-  push(chunk: string): void {
-    const parts = (this.partial + chunk).split('\n');
-    this.partial = parts.pop() ?? '';
-    for (const line of parts) {
-      if (line === STDERR_MARK) {
-        this.marks++;
-        for (const w of this.waiters.splice(0)) w();
-        continue;
-      }
-      if (this.echo) process.stderr.write(`${line}\n`);
-      this.lines.push(line);
-      if (this.lines.length > 200) this.lines.shift();
-    }
-  }
-
-  /** Resolves once the marker has come (or after `ms`, or at once when it already has). */
-  mark(ms: number): Promise<void> {
-    if (this.marks > 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      const t = setTimeout(resolve, ms);
-      this.waiters.push(() => {
-        clearTimeout(t);
-        resolve();
-      });
-    });
-  }
-
-  text(): string {
-    return [...this.lines, this.partial].join('\n');
-  }
-
-  /** The last line that says something, for a worker that died. */
-  last(): string | undefined {
-    return [...this.lines, this.partial].map((l) => l.trim()).filter((l) => l !== '').pop();
-  }
-}
-
 async function loadInWorker(file: ModelFile, req: SessionRequest, debug: boolean): Promise<LoadedModel> {
   const { path } = file;
-  // argv carries the model's path only so that ps shows what the worker runs.
-  const child: ChildProcess = fork(workerPath(), [path], {
-    serialization: 'advanced',
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-    execArgv: [],
-    env: { ...process.env, ORT_DISABLE_TELEMETRY: process.env.ORT_DISABLE_TELEMETRY ?? '1' },
-  });
-  const tail = new StderrTail(debug);
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => tail.push(d));
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => tail.push(d));
-  const killOnExit = (): void => {
-    child.kill('SIGKILL');
-  };
-  process.on('exit', killOnExit);
+  const { child, tail, release } = takeWorker();
+  if (debug) tail.echoToStderr();
 
   let failure: Error | undefined;
   let closing = false;
@@ -250,7 +185,7 @@ async function loadInWorker(file: ModelFile, req: SessionRequest, debug: boolean
     opened = openFailed = undefined;
   };
   const stop = (): void => {
-    process.off('exit', killOnExit);
+    release();
     child.kill('SIGKILL');
   };
   child.on('message', (r: WorkerReply) => {
@@ -267,7 +202,6 @@ async function loadInWorker(file: ModelFile, req: SessionRequest, debug: boolean
   });
   child.on('error', (e) => failAll(new ModelError(`${path}: the inference process failed: ${e.message}`)));
   child.on('exit', (code, signal) => {
-    process.off('exit', killOnExit);
     if (closing) return failAll(new ModelError(`${path}: the model was closed`));
     const last = tail.last();
     failAll(new ModelError(`${path}: the inference process stopped (${signal ?? `exit code ${code}`})${last ? `: ${last}` : ''}`));
@@ -333,7 +267,6 @@ async function loadInWorker(file: ModelFile, req: SessionRequest, debug: boolean
       const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
       await exited;
       clearTimeout(timer);
-      process.off('exit', killOnExit);
     },
   };
 }
