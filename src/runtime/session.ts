@@ -30,8 +30,6 @@ export interface SessionRequest {
   threads: number;
   /** Fed as class_labels to class-conditional models (already checked against cm.num_classes). */
   classLabel?: number;
-  /** Images per call on a GPU before an out-of-memory split (default: no limit). */
-  maxBatch?: number;
 }
 
 /** A device passed over: it could not start, or its outputs did not match the CPU's. */
@@ -191,7 +189,8 @@ async function runOnce(
 }
 
 function started(ort: Ort, session: InferenceSession, req: SessionRequest, device: Device, skipped: Skip[], check: OutputCheck | null): StartedSession {
-  const limit = { max: device === 'cpu' ? Number.POSITIVE_INFINITY : (req.maxBatch ?? Number.POSITIVE_INFINITY) };
+  // Images per call on an accelerator: no limit until a call runs out of memory (then halved, and kept).
+  const limit = { max: Number.POSITIVE_INFINITY };
   return {
     device,
     skipped,
