@@ -174,8 +174,12 @@ async function loadInWorker(file: ModelFile, req: SessionRequest, debug: boolean
   let openFailed: ((e: Error) => void) | undefined;
 
   const idle = (): void => {
-    // The worker keeps this process alive only while a call is pending.
-    if (pending.size === 0 && !opened) child.channel?.unref();
+    // The worker keeps this process alive only while a call is pending: its channel for the reply, its process
+    // handle for the 'exit' event that fails the call if it dies (the channel may close first).
+    if (pending.size === 0 && !opened) {
+      child.channel?.unref();
+      child.unref();
+    }
   };
   const failAll = (e: Error): void => {
     failure ??= e;
@@ -200,7 +204,11 @@ async function loadInWorker(file: ModelFile, req: SessionRequest, debug: boolean
     }
     idle();
   });
-  child.on('error', (e) => failAll(new ModelError(`${path}: the inference process failed: ${e.message}`)));
+  child.on('error', (e) => {
+    // A process that never started fails here; a message that cannot reach a dying one (EPIPE) waits for 'exit',
+    // which says why it died.
+    if (child.pid === undefined) failAll(new ModelError(`${path}: cannot start the inference process: ${e.message}`));
+  });
   child.on('exit', (code, signal) => {
     if (closing) return failAll(new ModelError(`${path}: the model was closed`));
     const last = tail.last();
@@ -208,6 +216,7 @@ async function loadInWorker(file: ModelFile, req: SessionRequest, debug: boolean
   });
 
   const request = (msg: WorkerRequest): void => {
+    child.ref();
     child.channel?.ref();
     child.send(msg);
   };
