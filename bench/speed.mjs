@@ -191,7 +191,8 @@ log(`superres 128 -> 512: ${JSON.stringify(sr512)}`);
 const { loadModel, readModelFile } = await import(join(ROOT, 'dist', 'runtime', 'model.js'));
 const { Tensor } = await import(join(ROOT, 'dist', 'tensor.js'));
 const modelFile = await readModelFile(model);
-const workerThreads = threadCounts[threadCounts.length - 1];
+// One thread: two live sessions with thread pools would spin against each other between their alternating calls.
+const workerThreads = 1;
 const worker = { threads: workerThreads, perCall: {}, cli: {} };
 for (const b of batches) {
   const x = new Tensor(b, 3, RES, RES, Float32Array.from({ length: b * 3 * RES * RES }, (_, i) => Math.sin(i * 0.37)));
@@ -321,7 +322,7 @@ function markdown(r) {
   const wk = r.worker;
   s += `\n### The inference worker (the model in a child process, the default) against the model in the CLI's own process (\`CM_INFERENCE=inline\`)\n\n`;
   s += `Same run, alternating the two. Per call: \`denoise\` through the runtime API at ${m.resolution}x${m.resolution}, ${wk.threads} thread(s), ` +
-    `median after 3 warm-up calls; the difference is the cost of copying the batch to the worker and back.\n\n`;
+    `median after 3 warm-up calls; the difference is the cost of handing the batch to the worker and back (a copy each way, two process wake-ups).\n\n`;
   s += `| batch | worker ms/call | in-process ms/call | worker / in-process | overhead ms |\n|---|---|---|---|---|\n`;
   for (const [b, e] of Object.entries(wk.perCall)) s += `| ${b} | ${e.workerMs} | ${e.inlineMs} | ${e.ratio} | ${e.overheadMs} |\n`;
   s += `\nThe CLI end to end (${wk.cli.images} inpaintings as above, --batch 1, median of ${wk.cli.runs} runs each, whole process): ` +
