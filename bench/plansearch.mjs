@@ -5,17 +5,18 @@
 // onnxruntime-node in this process, on 64x64 full-scale crops, every task variant of the quality benchmark.
 //
 //   node bench/plansearch.mjs --model PATH [--crops 32] [--tasks superres-x4,inpaint,...] [--threads 2]
-//                             [--out training/results/task_plans.json] [--smoke]
+//                             [--start EARLIER.json] [--out training/results/task_plans.json] [--smoke]
 //
 // Per task and number of evaluations K (1, 2, 4): a coarse grid over the first grid index (the start level) and eta
 // with the warm start, then coordinate refinement (move one index by 1 or 2, eta by 0.25) while the objective
 // improves; then the best K = 1, 2, 4 plans once more with 2..8 averaged samples (at most 8 evaluations in all).
+// --start refines from earlier choices (a later checkpoint of the same run) instead of the coarse grid.
 // Objectives: PSNR (inpainting: in the hole) for superres, inpaint, denoise; colorize: PSNR among plans whose
 // colourfulness is 0.5-1.5x the photos'; stroke: among plans whose high-frequency energy is 0.8-1.2x the photos',
 // the smallest region colour error. Writes the chosen plans (JSON, the cm.task_plans format) and every scored
 // configuration (CSV next to it).
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseFlags, ROOT, round } from './lib/common.mjs';
@@ -39,6 +40,7 @@ const smoke = flags.smoke === true;
 const modelPath = flags.model ?? join(ROOT, 'models', 'default.onnx');
 const nCrops = Number(flags.crops ?? (smoke ? 4 : 32));
 const outPath = flags.out ?? join(ROOT, 'training', 'results', 'task_plans.json');
+const earlier = typeof flags.start === 'string' ? JSON.parse(readFileSync(flags.start, 'utf8')) : null;
 const TRAIN_DIR = process.env.CM_TRAIN_DIR ?? '/work/shared/data/train';
 const started = performance.now();
 const log = (msg) => process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(0)}s] ${msg}\n`);
@@ -172,10 +174,15 @@ async function searchK(v, k) {
     for (const eta of etas) consider(await evalCfg({ k, start: 'estimate', eta, samples: 1 }));
     return best;
   }
-  const starts = v.task === 'stroke' ? [8, 12, 16, 20, 24] : [18, 22, 26, 30, 33];
-  for (const s0 of starts) {
-    if (last - s0 < k) continue;
-    for (const eta of etas) consider(await evalCfg({ k, ts: spaced(s0, k), start: 'estimate', eta, samples: 1 }));
+  const before = earlier?.[v.task]?.[String(k)];
+  if (before?.ts) {
+    consider(await evalCfg({ k, ts: before.ts, start: before.start ?? 'estimate', eta: before.eta ?? 1, samples: 1 }));
+  } else {
+    const starts = v.task === 'stroke' ? [8, 12, 16, 20, 24] : [18, 22, 26, 30, 33];
+    for (const s0 of starts) {
+      if (last - s0 < k) continue;
+      for (const eta of etas) consider(await evalCfg({ k, ts: spaced(s0, k), start: 'estimate', eta, samples: 1 }));
+    }
   }
   for (let round_ = 0; round_ < (smoke ? 1 : 3); round_++) {
     const before = key(best.cfg);

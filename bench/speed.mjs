@@ -9,6 +9,8 @@
 // 3. The CLI end to end: images per second for 64x64 edits, start-up (cm --version, a one-step edit).
 // 4. Full resolution: 4x super-resolution of a 512x512 photo (2048x2048 out) with its throughput against one 64x64
 //    evaluation; colorize of a 4000x3000 photo (peak RSS) and a 30x30 hole in it; seconds per megapixel per task.
+// 5. The inference worker's cost: ms per call and CLI wall time with the model in a worker process (the default) and in
+//    the CLI's own process (CM_INFERENCE=inline), same run, alternating.
 // Writes speed.json, speed.md and RESULTS.md into --out (default bench/results; with --smoke a temporary folder).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -235,6 +237,53 @@ const perMP = {};
 }
 log(`per megapixel: ${JSON.stringify(perMP)}`);
 
+// ---- 5. The inference worker's cost: the model in a worker process (the default) or in the CLI's own process ------
+
+// Per call through the runtime API (what the sampler calls), alternating the two in one run, then the CLI end to end
+// with CM_INFERENCE=inline against the default, alternating too.
+const { loadModel, readModelFile } = await import(join(ROOT, 'dist', 'runtime', 'model.js'));
+const { Tensor } = await import(join(ROOT, 'dist', 'tensor.js'));
+const modelFile = await readModelFile(model);
+// One thread: two live sessions with thread pools would spin against each other between their alternating calls.
+const workerThreads = 1;
+const worker = { threads: workerThreads, perCall: {}, cli: {} };
+for (const b of batches) {
+  const x = new Tensor(b, 3, RES, RES, Float32Array.from({ length: b * 3 * RES * RES }, (_, i) => Math.sin(i * 0.37)));
+  const sigma = new Float32Array(b).fill(1);
+  const loaded = {
+    worker: await loadModel(modelFile, { device: 'cpu', threads: workerThreads }),
+    inline: await loadModel(modelFile, { device: 'cpu', threads: workerThreads, inline: true }),
+  };
+  const times = { worker: [], inline: [] };
+  for (const m of Object.values(loaded)) for (let i = 0; i < 3; i++) await m.denoise(x, sigma); // warm-up, excluded
+  const reps = b >= 16 ? Math.max(3, Math.ceil(repeats / 2)) : repeats;
+  for (let i = 0; i < reps; i++) {
+    for (const kind of i % 2 ? ['inline', 'worker'] : ['worker', 'inline']) {
+      const t0 = performance.now();
+      await loaded[kind].denoise(x, sigma);
+      times[kind].push(performance.now() - t0);
+    }
+  }
+  for (const m of Object.values(loaded)) await m.dispose();
+  const [w, inl] = [median(times.worker), median(times.inline)];
+  worker.perCall[b] = { workerMs: round(w, 2), inlineMs: round(inl, 2), ratio: round(w / inl, 3), overheadMs: round(w - inl, 2), calls: reps };
+}
+log(`worker vs inline, per call: ${JSON.stringify(worker.perCall)}`);
+{
+  const walls = { worker: [], inline: [] };
+  for (let r = 0; r < cliRuns; r++) {
+    for (const kind of r % 2 ? ['inline', 'worker'] : ['worker', 'inline']) {
+      const env = kind === 'inline' ? { CM_INFERENCE: 'inline' } : {};
+      const run = await runCli(['inpaint', inDir, '--mask', maskDir, '--out-dir', join(work, `out-${kind}`), ...common], { env });
+      records(run, `inpaint ${kind}`);
+      walls[kind].push(run.seconds);
+    }
+  }
+  const [w, inl] = [median(walls.worker), median(walls.inline)];
+  worker.cli = { images: n, runs: cliRuns, workerSeconds: round(w, 3), inlineSeconds: round(inl, 3), ratio: round(w / inl, 3) };
+}
+log(`worker vs inline, CLI: ${JSON.stringify(worker.cli)}`);
+
 // ---- report -------------------------------------------------------------------------------------------------------
 
 const flops = torch?.flops_per_eval_64 ?? null;
@@ -267,7 +316,7 @@ const meta = {
   machine: { ...machine(), loadavgAtStart: loadStart, load1DuringRun: loadSamples },
   onnxruntime: ort.env.versions?.common ?? 'unknown',
 };
-const result = { meta, ortMs, ortMatmulGflops, ortMatmulBySize, torch, derived, e2e, startup: { ...startupMedian, samples: startup }, fullres, perMP, diffusion: DIFFUSION() };
+const result = { meta, ortMs, ortMatmulGflops, ortMatmulBySize, torch, derived, e2e, startup: { ...startupMedian, samples: startup }, fullres, perMP, worker, diffusion: DIFFUSION() };
 writeFileSync(join(outDir, 'speed.json'), JSON.stringify(result, null, 1) + '\n');
 writeFileSync(join(outDir, 'speed.md'), markdown(result));
 assembleResults(outDir);
@@ -331,6 +380,14 @@ function markdown(r) {
   }
   s += `\nSeconds per megapixel (output), one Kodak photo, default plans, whole process:\n\n| task | size | evaluations | wall s | s / MP | peak RSS MB |\n|---|---|---|---|---|---|\n`;
   for (const [k, e] of Object.entries(r.perMP)) s += `| ${k} | ${e.size} | ${e.evaluations} | ${e.wallSeconds} | ${e.secondsPerMegapixel} | ${e.maxRssMB ?? '-'} |\n`;
+  const wk = r.worker;
+  s += `\n### The inference worker (the model in a child process, the default) against the model in the CLI's own process (\`CM_INFERENCE=inline\`)\n\n`;
+  s += `Same run, alternating the two. Per call: \`denoise\` through the runtime API at ${m.resolution}x${m.resolution}, ${wk.threads} thread(s), ` +
+    `median after 3 warm-up calls; the difference is the cost of handing the batch to the worker and back (a copy each way, two process wake-ups).\n\n`;
+  s += `| batch | worker ms/call | in-process ms/call | worker / in-process | overhead ms |\n|---|---|---|---|---|\n`;
+  for (const [b, e] of Object.entries(wk.perCall)) s += `| ${b} | ${e.workerMs} | ${e.inlineMs} | ${e.ratio} | ${e.overheadMs} |\n`;
+  s += `\nThe CLI end to end (${wk.cli.images} inpaintings as above, --batch 1, median of ${wk.cli.runs} runs each, whole process): ` +
+    `worker ${wk.cli.workerSeconds} s, in-process ${wk.cli.inlineSeconds} s, ratio **${wk.cli.ratio}**.\n`;
   s += `\nWhat diffusion-based editors need for comparable tasks (quoted, not run):\n\n| method | network evaluations | source |\n|---|---|---|\n`;
   for (const d of r.diffusion) s += `| ${d.method} | ${d.evaluations} | ${d.source} |\n`;
   return s;

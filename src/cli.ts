@@ -3,9 +3,7 @@
  */
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { constants as osConstants } from 'node:os';
 import { colorizeCommand } from './commands/colorize.js';
 import { denoiseCommand } from './commands/denoise.js';
 import { generateCommand } from './commands/generate.js';
@@ -18,7 +16,6 @@ import { DASH, stdio, VERBATIM } from './commands/common.js';
 import { sayOnStderr, setJsonStderr } from './commands/reporter.js';
 import { CmError, EXIT_UNEXPECTED, UsageError } from './errors.js';
 import { guardStdout, stdoutProblem } from './io/output.js';
-import { NativeLogFilter } from './runtime/native-log.js';
 
 const commands = [
   inpaintCommand,
@@ -79,48 +76,8 @@ export function usageLine(msg: string, argv: readonly string[] = []): string {
     .join(' ');
 }
 
-/**
- * WebGPU runs in a child process whose stderr is filtered: Dawn prints its warnings straight to file descriptor 2,
- * beyond any logging setting (see runtime/native-log.ts). --debug shows them.
- */
-function needsNativeLogFilter(argv: readonly string[]): boolean {
-  return rawOption(argv, 'device') === 'webgpu' && !argv.includes('--debug') && process.env.CM_NATIVE_LOG_FILTERED !== '1';
-}
-
-function runWithNativeLogFilter(argv: readonly string[]): Promise<number> {
-  const env: NodeJS.ProcessEnv = { ...process.env, CM_NATIVE_LOG_FILTERED: '1' };
-  if (process.stderr.isTTY) env.CM_STDERR_TERMINAL_COLUMNS = String(process.stderr.columns ?? 0);
-  // Its own process group: a Ctrl-C at the terminal reaches this process only, which passes it on exactly once.
-  const child = spawn(process.execPath, [...process.execArgv, process.argv[1], ...argv], {
-    stdio: ['inherit', 'inherit', 'pipe'],
-    env,
-    detached: true,
-  });
-  const filter = new NativeLogFilter();
-  process.stderr.on('error', () => undefined); // a closed stderr leaves nobody to tell
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (text: string) => process.stderr.write(filter.push(text)));
-  child.stderr.on('end', () => process.stderr.write(filter.end()));
-  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-  const forward = (signal: NodeJS.Signals): void => {
-    child.kill(signal);
-  };
-  for (const s of signals) process.on(s, forward);
-  return new Promise((resolve) => {
-    child.on('error', (e) => {
-      process.stderr.write(`cm: unexpected error: cannot start a child process: ${e.message}\n`);
-      resolve(EXIT_UNEXPECTED);
-    });
-    child.on('close', (code, signal) => {
-      for (const s of signals) process.off(s, forward);
-      resolve(code ?? 128 + (signal ? osConstants.signals[signal] : 0));
-    });
-  });
-}
-
 /** Run the CLI on argv; resolves to the exit code (never calls process.exit: stdout may still be flushing). */
 export async function main(argv: string[] = hideBin(process.argv)): Promise<number> {
-  if (needsNativeLogFilter(argv)) return runWithNativeLogFilter(argv);
   const debug = argv.includes('--debug');
   const json = rawOption(argv, 'progress') === 'json';
   setJsonStderr(json);
@@ -130,7 +87,7 @@ export async function main(argv: string[] = hideBin(process.argv)): Promise<numb
     .usage('$0 <command> [options]\n\nFast, offline image editing with consistency models.')
     .command(commands as never)
     .demandCommand(1, 'Name a command (see: cm --help)')
-    .option('debug', { type: 'boolean', default: false, describe: 'Print stack traces, and onnxruntime\'s own log, for errors' })
+    .option('debug', { type: 'boolean', default: false, describe: "Print stack traces for errors, and the inference worker's own stderr (onnxruntime's and the GPU drivers' messages)" })
     .epilogue(
       'Exit codes: 0 ok, 1 unexpected error, 2 usage, 3 bad input or output file, 4 model problem, 130 interrupted, ' +
         '141 stdout closed early.\n' +

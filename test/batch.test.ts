@@ -238,10 +238,51 @@ describe.runIf(hasScript)('on a terminal (under script(1))', () => {
     expect(tree(at(out))).toEqual(['img01.colorize.png', 'ok.colorize.png']);
     if (stty) expect(r.stdout.toString()).toContain('[1/2] ok.png: step');
   });
+
+  test('the spinner keeps moving during a long model call (the model runs in a worker)', () => {
+    // One call of 128 images on one thread takes seconds; ora redraws its frame every 80 ms while the event loop is free
+    // (with the model in the CLI's own process, CM_INFERENCE=inline, it draws 2).
+    const cmd = `stty cols 80; ${JSON.stringify(process.execPath)} ${JSON.stringify(CM_BIN)} generate -n 128 --steps 1 --threads 1 --out-dir spin --model ${JSON.stringify(TINY_MODEL)} --device cpu`;
+    const started = Date.now();
+    const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { cwd: dir, timeout: 120_000 });
+    const seconds = (Date.now() - started) / 1000;
+    expect(r.status).toBe(0);
+    const out = r.stdout.toString();
+    const frames = (out.match(/[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏](\x1b\[\d+m)? \[0\/128\] generate: step 0\/1/g) ?? []).length;
+    console.info(`spinner frames drawn during the first model call: ${frames} (run: ${seconds.toFixed(1)} s)`);
+    expect(frames).toBeGreaterThan(10);
+  });
 });
 
-describe('Ctrl-C', () => {
-  test('SIGINT during a batch stops after the current step, exits 130 and leaves no temp files', async () => {
+/** The inference worker processes of the cm process `pid` (its children running runtime/worker.js). */
+function workersOf(pid: number | undefined): string[] {
+  return readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        const ppid = Number(readFileSync(`/proc/${p}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[1]);
+        return ppid === pid && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('runtime/worker.js');
+      } catch {
+        return false;
+      }
+    });
+}
+
+/** Every process running runtime/worker.js. */
+function allWorkers(): string[] {
+  return readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p))
+    .filter((p) => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('runtime/worker.js');
+      } catch {
+        return false;
+      }
+    });
+}
+
+describe('Ctrl-C and the inference worker', () => {
+  test('SIGINT during a batch stops it, exits 130, keeps the finished outputs and leaves no temp files', async () => {
     const child = spawn(process.execPath, [CM_BIN, 'colorize', 'batch', '--out-dir', 'interrupted', '--progress', 'json', '--steps', '4', '--model', TINY_MODEL, '--device', 'cpu'], { cwd: dir });
     let stderr = '';
     const code = await new Promise<number | null>((resolve) => {
@@ -254,11 +295,89 @@ describe('Ctrl-C', () => {
     expect(code).toBe(130);
     // --progress json: the interruption is said as JSON objects too, like every other stderr line
     const events = stderr.trim().split('\n').map((l) => JSON.parse(l));
-    expect(events.filter((e) => e.event === 'warning').map((e) => e.message)).toEqual([expect.stringMatching(/^interrupted: stopping after the current step/)]);
-    expect(events.at(-1)).toEqual({ event: 'error', message: 'interrupted: stopped after the current step', exit: 130 });
+    expect(events.filter((e) => e.event === 'warning').map((e) => e.message)).toEqual([expect.stringMatching(/^interrupted: stopping \(Ctrl-C again to stop at once\)/)]);
+    expect(events.at(-1)).toEqual({ event: 'error', message: 'interrupted', exit: 130 });
     const written = existsSync(at('interrupted')) ? tree(at('interrupted')) : [];
     expect(written.filter((f) => f.endsWith('.tmp'))).toEqual([]);
     expect(written.length).toBeLessThan(17);
     for (const f of written) expect((await sharp(at('interrupted', f)).metadata()).format).toBe('png');
+  });
+
+  test('SIGINT during a long model call exits 130 at once: the worker is killed, no output, no temp file', async () => {
+    // One call of 256 images on one thread: seconds of work in a single session.run.
+    mkdirSync(at('long'));
+    const args = ['generate', '-n', '256', '--steps', '1', '--threads', '1', '--out-dir', 'long', '--model', TINY_MODEL, '--device', 'auto'];
+    const child = spawn(process.execPath, [CM_BIN, ...args], { cwd: dir });
+    let stderr = '';
+    let sentAt = 0;
+    let workersAtSignal: string[] = [];
+    const code = await new Promise<number | null>((resolve) => {
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        // The device line comes once the model has loaded; the sampler's first call starts right after it.
+        if (stderr.includes('cm: device') && sentAt === 0) {
+          sentAt = -1;
+          setTimeout(() => {
+            workersAtSignal = workersOf(child.pid);
+            sentAt = Date.now();
+            child.kill('SIGINT');
+          }, 700);
+        }
+      });
+      child.on('close', (c) => resolve(c));
+    });
+    const latency = Date.now() - sentAt;
+    console.info(`SIGINT during a model call: exit after ${latency} ms`);
+    expect(code).toBe(130);
+    expect(stderr).toMatch(/cm: interrupted\n$/);
+    // The uninterrupted call takes 6-13 s on a 2-core machine; the in-process session would have run to its end.
+    expect(latency).toBeLessThan(3000);
+    expect(tree(at('long'))).toEqual([]);
+    // The inference worker was running when the signal came, and is gone now.
+    expect(workersAtSignal).toHaveLength(1);
+    expect(allWorkers()).not.toContain(workersAtSignal[0]);
+  });
+
+  test('a worker that dies during a call is one model error naming the model (exit 4), no output', async () => {
+    const child = spawn(process.execPath, [CM_BIN, 'generate', '-n', '256', '--steps', '1', '--threads', '1', '--out-dir', 'killed', '--model', TINY_MODEL, '--device', 'auto'], { cwd: dir });
+    let stderr = '';
+    let killed = false;
+    const code = await new Promise<number | null>((resolve) => {
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString();
+        if (stderr.includes('cm: device') && !killed) {
+          killed = true;
+          setTimeout(() => {
+            for (const pid of workersOf(child.pid)) process.kill(Number(pid), 'SIGKILL');
+          }, 700);
+        }
+      });
+      child.on('close', (c) => resolve(c));
+    });
+    expect(code).toBe(4);
+    expect(stderr.split('\n').filter(Boolean).slice(1)).toEqual([`cm: ${TINY_MODEL}: the inference process stopped (SIGKILL)`]);
+    expect(existsSync(at('killed')) ? tree(at('killed')) : []).toEqual([]);
+  });
+
+  test('a worker started for a command that ends early (usage error, nothing to do) does not outlive it', () => {
+    const tag = `cm-test-${process.pid}-${Date.now()}`;
+    const tagged = (): string[] =>
+      readdirSync('/proc')
+        .filter((p) => /^\d+$/.test(p))
+        .filter((p) => {
+          try {
+            return readFileSync(`/proc/${p}/environ`, 'utf8').includes(`CM_TEST_TAG=${tag}`);
+          } catch {
+            return false;
+          }
+        });
+    const env = { ...process.env, CM_TEST_TAG: tag };
+    mkdirSync(at('early'));
+    writeFileSync(at('early', 'ok.colorize.png'), 'done before');
+    for (const args of [['colorize', 'ok.png', '--batch', '0'], ['colorize', 'ok.png', '--out-dir', 'early', '--skip-existing']]) {
+      const r = spawnSync(process.execPath, [CM_BIN, ...args, '--model', TINY_MODEL, '--device', 'cpu', '-q'], { cwd: dir, env });
+      expect(r.status, r.stderr.toString()).toBe(args.includes('--batch') ? 2 : 0);
+      expect(tagged()).toEqual([]);
+    }
   });
 });

@@ -46,5 +46,9 @@ describe.runIf(existsSync(EVAL))('benchmarks, smoke run', () => {
     expect(s.fullres['inpaint30-jpg'].wallSeconds).toBeGreaterThan(0);
     expect(Object.keys(s.perMP).length).toBeGreaterThan(0);
     expect(s.startup.versionSeconds).toBeGreaterThan(0);
+    // the inference worker against the model in the CLI's process, both measured in the same run
+    expect(s.worker.perCall['1'].workerMs).toBeGreaterThan(0);
+    expect(s.worker.perCall['1'].inlineMs).toBeGreaterThan(0);
+    expect(s.worker.cli.ratio).toBeGreaterThan(0);
   }, 300_000);
 });

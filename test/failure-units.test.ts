@@ -15,7 +15,6 @@ import { gifProblem } from '../src/io/gif.js';
 import { hasImageSignature } from '../src/io/image.js';
 import { HEADER_BYTES, inputByteLimit, readInputBytes } from '../src/io/read.js';
 import { loadModel, readModelFile } from '../src/runtime/model.js';
-import { NativeLogFilter } from '../src/runtime/native-log.js';
 import { Tensor } from '../src/tensor.js';
 import { ROOT } from './helpers/paths.js';
 
@@ -47,50 +46,6 @@ describe('gifProblem', () => {
     const bad = Buffer.from(gif);
     bad[bad.length - 1] = 0x99; // where the trailer was
     expect(gifProblem(bad)).toMatch(/^corrupt GIF: unknown block 0x99 after 3 frames$/);
-  });
-});
-
-describe('NativeLogFilter', () => {
-  const dawn = 'Warning: maxDynamicUniformBuffersPerPipelineLayout artificially reduced from 1000000 to 16 to fit dynamic offset allocation limit.\n';
-  const ours = 'cm: device webgpu\n{"event":"step","step":1}\n';
-  const spinner = '\u001b[?25l\r⠋ [1/2] a.png: step 1/2\r\u001b[2K⠙ [1/2] a.png: step 2/2';
-
-  const through = (chunks: string[]): string => {
-    const f = new NativeLogFilter();
-    return chunks.map((c) => f.push(c)).join('') + f.end();
-  };
-
-  test("drops Dawn's lines, keeps ours and everything else", () => {
-    expect(through([dawn, dawn.replace('Uniform', 'Storage'), ours, 'Error: device lost\n', 'Warnings are fine\n', 'W\n', 'Err'])).toBe(
-      `${ours}Warnings are fine\nW\nErr`,
-    );
-  });
-
-  test("drops the rest of a message over several lines (Dawn's Vulkan errors), and nothing after it", () => {
-    const vulkan =
-      'Warning: loader_get_json: Failed to open JSON file /none.json\nWarning: vkCreateInstance failed with VK_ERROR_INCOMPATIBLE_DRIVER\n' +
-      '    at CheckVkSuccessImpl (/build/Release/_deps/dawn-src/src/dawn/native/vulkan/VulkanError.cpp:106)\n\n';
-    expect(through([vulkan, 'cm: m.onnx: cannot start the model on webgpu: No supported adapters\n'])).toBe(
-      'cm: m.onnx: cannot start the model on webgpu: No supported adapters\n',
-    );
-    expect(through(['cm: one\n\n  indented, not after a dropped line\n'])).toBe('cm: one\n\n  indented, not after a dropped line\n');
-  });
-
-  test('passes a spinner (lines without an end) on at once, not at the next newline', () => {
-    const f = new NativeLogFilter();
-    expect(f.push(spinner)).toBe(spinner);
-  });
-
-  test('the result does not depend on how the stream is cut into chunks', () => {
-    const text = dawn + ours + spinner + '\n' + dawn + '    at Somewhere (x.cpp:1)\n\n' + 'cm: 2 files: 2 done, 0 failed\n';
-    const whole = through([text]);
-    expect(whole).toBe(`${ours}${spinner}\ncm: 2 files: 2 done, 0 failed\n`);
-    fc.assert(
-      fc.property(fc.array(fc.integer({ min: 0, max: text.length }), { maxLength: 12 }), (cuts) => {
-        const at = [0, ...cuts.sort((a, b) => a - b), text.length];
-        expect(through(at.slice(1).map((end, i) => text.slice(at[i], end)))).toBe(whole);
-      }),
-    );
   });
 });
 

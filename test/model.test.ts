@@ -117,6 +117,33 @@ describe('tiny test model on onnxruntime-node (cpu)', () => {
     }
   });
 
+  test('the worker process and the in-process session give the same bits; abort rejects a running call at once', async () => {
+    const file = await readModelFile(TINY_MODEL);
+    const [worker, inline] = await Promise.all([
+      loadModel(file, { device: 'cpu', threads: 1 }),
+      loadModel(file, { device: 'cpu', threads: 1, inline: true }),
+    ]);
+    try {
+      const x = new Tensor(2, 3, 64, 64).map((_, i) => Math.sin(i * 0.01));
+      const sigma = Float32Array.from([0.5, 20]);
+      const [a, b] = [await worker.denoise(x, sigma), await inline.denoise(x, sigma)];
+      expect(Buffer.from(a.data.buffer).equals(Buffer.from(b.data.buffer))).toBe(true);
+      expect([worker.device, worker.check, worker.skipped]).toEqual(['cpu', null, []]);
+      // A call of 256 images takes seconds; abort ends it with the reason given, long before that.
+      const big = new Tensor(256, 3, 64, 64);
+      const call = worker.denoise(big, new Float32Array(256).fill(1));
+      const stop = new Error('stopped by the test');
+      const t0 = Date.now();
+      setTimeout(() => worker.abort(stop), 200);
+      await expect(call).rejects.toBe(stop);
+      expect(Date.now() - t0).toBeLessThan(2000);
+      await expect(worker.denoise(x, sigma)).rejects.toBe(stop);
+    } finally {
+      await worker.dispose();
+      await inline.dispose();
+    }
+  });
+
   test('a file that is not a cm model is a ModelError naming it', async () => {
     await expect(readModelFile('/nonexistent/m.onnx')).rejects.toThrow('/nonexistent/m.onnx: no such file');
     await expect(readModelFile(TINY_REF)).rejects.toThrow(ModelError);

@@ -4,10 +4,13 @@
  */
 import { performance } from 'node:perf_hooks';
 import { CmError, EXIT_UNEXPECTED } from '../errors.js';
+import { preloadImageCodec } from '../io/image.js';
+import { describeCheck } from '../runtime/device.js';
 import { loadModel, type LoadedModel, type ModelFile } from '../runtime/model.js';
 import type { StepEvent } from '../sampler/sample.js';
+import type { Shard } from '../shard.js';
 import type { CommonArgs } from './common.js';
-import { watchSignals, type SignalWatch } from './interrupt.js';
+import { Interrupted, watchSignals, type SignalWatch } from './interrupt.js';
 import type { OutputRecord, Reporter } from './reporter.js';
 
 /**
@@ -22,36 +25,67 @@ export class Batch {
   private readonly start = performance.now();
   private device: string | null = null;
   private readonly finished = new Set<OutputRecord>();
+  private signals: SignalWatch | undefined;
 
   constructor(
     private readonly reporter: Reporter,
     private readonly total: number,
     private readonly task: string,
+    private readonly shard?: Shard,
   ) {}
 
   newRecord(input: string | null, seed: number): OutputRecord {
-    return { input, output: null, task: this.task, model: null, device: null, evaluations: null, ts: null, seed, seconds: 0, status: 'ok' };
+    const r: OutputRecord = { input, output: null, task: this.task, model: null, device: null, evaluations: null, ts: null, seed, seconds: 0, status: 'ok' };
+    if (this.shard) r.shard = `${this.shard.index}/${this.shard.count}`;
+    return r;
   }
 
+  /**
+   * Start the model on its device; say which (under auto, or on a GPU) and why others were passed over. Ctrl-C then
+   * abandons a model call in progress at once. CM_INFERENCE=inline runs the model in this process (benchmarks).
+   */
   async startModel(file: ModelFile, args: CommonArgs): Promise<LoadedModel> {
-    const model = await loadModel(file, { device: args.device, threads: args.threads, classLabel: args.class, debug: args.debug });
+    // sharp loads while the worker process starts (each takes 0.1-0.2 s on a 2-core machine).
+    const [model] = await Promise.all([
+      loadModel(file, {
+        device: args.device,
+        gpuId: args.gpuId,
+        threads: args.threads,
+        classLabel: args.class,
+        debug: args.debug,
+        inline: process.env.CM_INFERENCE === 'inline',
+      }),
+      preloadImageCodec(),
+    ]);
     this.device = model.device;
-    if (args.device === 'auto') {
-      this.reporter.info(`device ${model.device}${model.skipped.length ? ` (${model.skipped.join('; ')})` : ''}`, {
+    this.signals?.onStop(() => model.abort(new Interrupted()));
+    if (args.device === 'auto' || model.device !== 'cpu') {
+      const notes = [...(model.check ? [describeCheck(model.device, model.check)] : []), ...model.skipped];
+      const id = model.device === 'cuda' ? ` ${args.gpuId ?? 0}` : '';
+      this.reporter.info(`device ${model.device}${id}${notes.length ? ` (${notes.join('; ')})` : ''}`, {
         event: 'device',
         device: model.device,
-        skipped: model.skipped,
+        skipped: notes,
       });
     }
     return model;
   }
 
+  /** Sampling of these inputs starts: the spinner shows them at step 0 (and keeps moving during the first call). */
+  begin(inputs: string[], steps: number): void {
+    this.showStep(inputs, 0, steps);
+  }
+
   step(e: StepEvent, inputs: string[]): void {
+    this.showStep(inputs, e.step, e.steps);
+    this.reporter.event({ event: 'step', task: this.task, inputs, step: e.step, steps: e.steps, sigma: e.sigma });
+  }
+
+  private showStep(inputs: string[], step: number, steps: number): void {
     const n = this.done + this.failed + this.skipped;
     const eta = n > 0 ? ` · ETA ${Math.round((((performance.now() - this.start) / n) * (this.total - n)) / 1000)}s` : '';
     const where = this.total > 1 ? `[${Math.min(n + inputs.length, this.total)}/${this.total}] ` : '';
-    this.reporter.progress(`${where}${inputs[0] ?? this.task}: step ${e.step}/${e.steps}${eta}`);
-    this.reporter.event({ event: 'step', task: this.task, inputs, step: e.step, steps: e.steps, sigma: e.sigma });
+    this.reporter.progress(`${where}${inputs[0] ?? this.task}: step ${step}/${steps}${eta}`);
   }
 
   ok(record: OutputRecord, started: number): void {
@@ -86,7 +120,8 @@ export class Batch {
    * record not yet finished; the exit code is set from the first failure.
    */
   async run(work: (signals: SignalWatch) => Promise<void>, records: OutputRecord[]): Promise<void> {
-    const signals = watchSignals(() => this.reporter.warn('interrupted: stopping after the current step (Ctrl-C again to stop now)'));
+    const signals = watchSignals(() => this.reporter.warn('interrupted: stopping (Ctrl-C again to stop at once)'));
+    this.signals = signals;
     try {
       await work(signals);
     } catch (e) {
@@ -99,12 +134,21 @@ export class Batch {
       signals.dispose();
       this.reporter.done();
     }
-    if (this.total > 1 || this.skipped > 0) {
+    if (this.total > 1 || this.skipped > 0 || this.shard) {
       const parts = [`${this.done} done`];
       if (this.skipped) parts.push(`${this.skipped} skipped`);
       parts.push(`${this.failed} failed`);
-      const line = `${this.total} ${this.total === 1 ? 'file' : 'files'}: ${parts.join(', ')}`;
-      const event = { event: 'summary', task: this.task, total: this.total, done: this.done, skipped: this.skipped, failed: this.failed };
+      const where = this.shard ? `shard ${this.shard.index}/${this.shard.count}: ` : '';
+      const line = `${where}${this.total} ${this.total === 1 ? 'file' : 'files'}: ${parts.join(', ')}`;
+      const event = {
+        event: 'summary',
+        task: this.task,
+        ...(this.shard ? { shard: `${this.shard.index}/${this.shard.count}` } : {}),
+        total: this.total,
+        done: this.done,
+        skipped: this.skipped,
+        failed: this.failed,
+      };
       if (this.failed > 0 && this.reporter.progressJson) this.reporter.event(event);
       else if (this.failed > 0) this.reporter.failure(line);
       else this.reporter.info(line, event);

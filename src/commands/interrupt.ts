@@ -1,7 +1,8 @@
 /**
- * Ctrl-C and SIGTERM: the first signal asks the run to stop after the current step (the sampler's step callback and
- * the batch loop check `stopped`); a second one stops at once. Either way temp files are removed and the exit code
- * is 130.
+ * Ctrl-C and SIGTERM: the first signal stops the run. A model call in progress is abandoned at once (the inference
+ * worker is killed, through the `onStop` hooks), the sampler's step callback and the batch loop check `stopped`, and
+ * an output being written is finished or removed; a second signal stops at once. Either way temp files are removed
+ * and the exit code is 130.
  */
 import { CmError } from '../errors.js';
 import { removePendingTemps } from '../io/output.js';
@@ -10,7 +11,7 @@ export const EXIT_INTERRUPTED = 130;
 
 export class Interrupted extends CmError {
   constructor() {
-    super('interrupted: stopped after the current step', EXIT_INTERRUPTED);
+    super('interrupted', EXIT_INTERRUPTED);
   }
 }
 
@@ -18,11 +19,14 @@ export interface SignalWatch {
   readonly stopped: boolean;
   /** Throws Interrupted once a signal has come. */
   check(): void;
+  /** Call `f` when the first signal comes (at once if it has come already). */
+  onStop(f: () => void): void;
   dispose(): void;
 }
 
 export function watchSignals(onFirst: () => void): SignalWatch {
   let stopped = false;
+  const hooks: (() => void)[] = [];
   const handler = (): void => {
     if (stopped) {
       removePendingTemps();
@@ -30,6 +34,7 @@ export function watchSignals(onFirst: () => void): SignalWatch {
     }
     stopped = true;
     onFirst();
+    for (const f of hooks.splice(0)) f();
   };
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
@@ -39,6 +44,10 @@ export function watchSignals(onFirst: () => void): SignalWatch {
     },
     check() {
       if (stopped) throw new Interrupted();
+    },
+    onStop(f) {
+      if (stopped) f();
+      else hooks.push(f);
     },
     dispose() {
       process.off('SIGINT', handler);

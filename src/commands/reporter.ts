@@ -36,6 +36,8 @@ export interface OutputRecord {
   seconds: number;
   status: 'ok' | 'error' | 'skipped';
   error?: string;
+  /** With --shard: "I/N". */
+  shard?: string;
 }
 
 /**
@@ -44,14 +46,7 @@ export interface OutputRecord {
  */
 function spinnerWanted(): boolean {
   const err = process.stderr;
-  const columns = err.isTTY ? err.columns : terminalBehindFilter();
-  return (columns ?? 0) > 0 && process.env.TERM !== 'dumb';
-}
-
-/** The terminal's width when stderr is a pipe to cm's own native-log filter (cli.ts) that ends on a terminal. */
-function terminalBehindFilter(): number | undefined {
-  const cols = Number(process.env.CM_STDERR_TERMINAL_COLUMNS);
-  return Number.isInteger(cols) && process.env.CM_NATIVE_LOG_FILTERED === '1' ? cols : undefined;
+  return err.isTTY === true && (err.columns ?? 0) > 0 && process.env.TERM !== 'dumb';
 }
 
 export class Reporter {

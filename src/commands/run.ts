@@ -16,10 +16,11 @@ import { checkOutput, checkOutputCount, outputFormat, outputPath, STDOUT, writeO
 import { MAX_SEED, Rng } from '../rng.js';
 import type { LoadedModel, ModelFile } from '../runtime/model.js';
 import { sample, type NoiseSource } from '../sampler/sample.js';
-import type { Plan } from '../sampler/schedule.js';
+import { evaluations, type Plan } from '../sampler/schedule.js';
 import type { PlanTask, TaskPlan } from '../runtime/card.js';
 import type { Tensor } from '../tensor.js';
-import { checkCommon, checkPixelFlag, chooseSampling, chooseSeed, chooseTiling, openModel, samplingRecord, type CommonArgs, type InputArgs, type Sampling } from './common.js';
+import { inShard, parseShard, shardKey } from '../shard.js';
+import { checkCommon, checkPixelFlag, chooseSampling, chooseSeed, chooseTiling, openModel, perCall, samplingRecord, type CommonArgs, type InputArgs, type Sampling } from './common.js';
 import { Batch } from './batch.js';
 import { Interrupted, type SignalWatch } from './interrupt.js';
 import { Reporter, type OutputRecord } from './reporter.js';
@@ -85,21 +86,25 @@ interface Prepared {
   edit: Edit;
 }
 
-/** Run an image task over every input: one model session, --batch images per model call, bad files skipped. */
+/** Run an image task over every input: one model session, --batch images or tiles per model call, bad files skipped. */
 export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask<A>): Promise<void> {
   checkCommon(args);
   checkPixelFlag('--max-pixels', args.maxPixels);
+  const shard = args.shard === undefined ? undefined : parseShard(args.shard);
   const reporter = new Reporter(args.quiet, args.json, args.progress === 'json');
   const items = expandInputs(args.inputs, args.recursive);
   if (items.length === 0) throw new InputError(`${args.inputs.join(' ')}: no images found`);
+  if (shard && items.some((item) => item.path === STDOUT)) throw new UsageError('--shard needs files or folders, not - (stdin)');
   const out = { ...args, output: args.output ?? (items.length === 1 && items[0].path === STDOUT ? STDOUT : undefined) };
   if (args.json && out.output === STDOUT) {
     throw new UsageError('--json and the image both want stdout (stdin input without -o writes the image there): add -o FILE, or drop --json');
   }
   checkOutputCount(out, items.length);
-  const batch = new Batch(reporter, items.length, task.name);
+  // Seeds and {i} come from the position in the whole list, so that a shard's outputs are those of the whole run.
+  const mine = shard ? items.map((item) => inShard(shardKey(item.path, item.root), shard)) : items.map(() => true);
+  const batch = new Batch(reporter, mine.filter(Boolean).length, task.name, shard);
   const baseSeed = chooseSeed(args);
-  const jobs: Job[] = items.map((item, i) => {
+  const all: Job[] = items.map((item, i) => {
     const seed = (baseSeed + i) % (MAX_SEED + 1);
     const output = outputPath(out, {
       stem: item.stem,
@@ -112,6 +117,7 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
     });
     return { item, seed, output, record: { ...batch.newRecord(item.path, seed), output }, started: 0 };
   });
+  const jobs = all.filter((_, i) => mine[i]);
   const format = outputFormat(out);
 
   await batch.run(async (signals) => {
@@ -119,14 +125,20 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
     const own = task.plan && ((k: number, stored: TaskPlan | undefined) => (task.plan as NonNullable<typeof task.plan>)(args, file, k, stored));
     const sampling = chooseSampling(args, file, task.planTask?.(args) ?? (task.name as PlanTask), task.defaultSteps, own);
     for (const job of jobs) Object.assign(job.record, { model: file.path, ...samplingRecord(sampling) });
+    // Two inputs with one output: the later one fails, judged over the whole list (a shard agrees with the whole run).
     const seen = new Map<string, string>();
-    const pending = jobs.filter((job) => {
+    const clash = new Map<Job, string>();
+    for (const job of all) {
       const first = seen.get(job.output);
-      if (first !== undefined && job.output !== STDOUT) {
+      if (first !== undefined && job.output !== STDOUT) clash.set(job, first);
+      else seen.set(job.output, job.item.path);
+    }
+    const pending = jobs.filter((job) => {
+      const first = clash.get(job);
+      if (first !== undefined) {
         batch.fail(job.record, new InputError(`${job.item.path}: its output ${job.output} is also the output of ${first}`));
         return false;
       }
-      seen.set(job.output, job.item.path);
       if (args.skipExisting && job.output !== STDOUT && existsSync(job.output)) {
         batch.skip(job.record);
         return false;
@@ -134,8 +146,9 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
       return true;
     });
     if (pending.length === 0) return;
-    const tiling = chooseTiling(args, file);
+    const tile = chooseTiling(args, file);
     const model = await batch.startModel(file, args);
+    const tiling = { ...tile, batch: perCall(args, model.device) };
     try {
       // Images of at most one tile are gathered --batch at a time and share the model calls; a larger image runs
       // alone (its tiles are batched instead), so that a batch never holds several big photos in memory.
@@ -146,6 +159,7 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
         if (todo.length === 0) return;
         let results: Tensor[];
         try {
+          batch.begin(todo.map(({ job }) => job.item.path), evaluations(sampling.plan) * sampling.samples);
           results = await runEdits(model, todo, sampling, tiling, task.startIsNoisy ?? false, signals, batch);
         } catch (e) {
           if (e instanceof Interrupted || e instanceof ModelError) throw e;
@@ -175,13 +189,14 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
           const picture = await readPicture(job.item.path, { maxPixels: args.maxPixels, keepSource: args.keepMetadata });
           prepared = { job, picture, edit: await task.prepare({ picture, item: job.item }, args, file, reporter) };
         } catch (e) {
+          await flush(); // the files before it are reported first: records come in the order of the inputs
           batch.fail(job.record, e);
           continue;
         }
         const big = prepared.edit.width > tiling.tile || prepared.edit.height > tiling.tile;
         if (big) await flush();
         group.push(prepared);
-        if (big || group.length >= args.batch) await flush();
+        if (big || group.length >= tiling.batch) await flush();
       }
       await flush();
     } finally {
@@ -253,6 +268,7 @@ export async function runGeneration<A extends CommonArgs>(
     const gen = task.build(file, new Rng(seed), count);
     const model = await batch.startModel(file, args);
     const started = performance.now();
+    batch.begin([], evaluations(sampling.plan));
     try {
       const result = await sample(model, {
         operator: gen.operator,

@@ -21,6 +21,11 @@ async function sharpLib(): Promise<typeof sharpType> {
   return sharpModule;
 }
 
+/** Load sharp now (while the model's worker process starts, for instance) rather than at the first image. */
+export async function preloadImageCodec(): Promise<void> {
+  await sharpLib();
+}
+
 export const FORMATS = ['png', 'jpg', 'webp'] as const;
 export type ImageFormat = (typeof FORMATS)[number];
 

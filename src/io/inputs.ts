@@ -16,6 +16,8 @@ export interface InputItem {
   stem: string;
   /** The folder of the file relative to the folder named on the command line ("" for files named directly). */
   relDir: string;
+  /** The folder named on the command line that the file was found in (absent for files named directly, stdin). */
+  root?: string;
 }
 
 function isImageName(name: string): boolean {
@@ -28,7 +30,7 @@ function walk(root: string, dir: string, recursive: boolean, out: InputItem[]): 
     if (entry.isDirectory()) {
       if (recursive && !entry.name.startsWith('.')) walk(root, full, recursive, out);
     } else if (isImageName(entry.name)) {
-      out.push({ path: full, stem: basename(entry.name, extname(entry.name)), relDir: relative(root, dir) });
+      out.push({ path: full, stem: basename(entry.name, extname(entry.name)), relDir: relative(root, dir), root });
     }
   }
 }

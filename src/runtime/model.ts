@@ -1,25 +1,32 @@
 /**
- * Loading a `cm` model: read the file, check the contract, open an onnxruntime-node session on the chosen
- * execution provider, and expose it as a Denoiser. The only module that imports onnxruntime-node.
+ * Loading a `cm` model: read the file, check the contract, and start it on the chosen execution provider behind the
+ * Denoiser interface. The session itself runs in an inference worker process (worker.ts, session.ts), or in this
+ * process when `inline` is set (benchmarks). src/runtime is the only place that imports onnxruntime-node.
  */
 import { closeSync, constants, fstatSync, openSync, readSync, statSync } from 'node:fs';
-import { ModelError, UsageError } from '../errors.js';
+import { CmError, InputError, ModelError, UsageError } from '../errors.js';
 import type { Denoiser } from '../sampler/sample.js';
 import { Tensor } from '../tensor.js';
 import { parseModelCard, type ModelCard } from './card.js';
+import { adapterDiagnostics, describeCheck, explainStartFailure, type Device, type DeviceChoice, type OutputCheck } from './device.js';
 import { OnnxParseError, readOnnxMetadata, type ByteReader } from './onnx-metadata.js';
+import type { SessionRequest, Skip, StartedSession } from './session.js';
+import { takeWorker } from './worker-process.js';
+import type { Shape, WireError, WorkerReply, WorkerRequest } from './worker-protocol.js';
 
-export const DEVICES = ['auto', 'cpu', 'cuda', 'webgpu'] as const;
-export type DeviceChoice = (typeof DEVICES)[number];
-export type Device = Exclude<DeviceChoice, 'auto'>;
+export { DEVICES, type Device, type DeviceChoice } from './device.js';
 
 export interface LoadOptions {
   device: DeviceChoice;
+  /** The CUDA device (--gpu-id). */
+  gpuId?: number;
   /** Intra-op threads; 0 lets onnxruntime choose. */
   threads: number;
   /** The class every image is generated in, for class-conditional models (checked against cm.num_classes). */
   classLabel?: number;
-  /** Let onnxruntime log its warnings and errors on stderr (--debug); otherwise cm says what failed, in one line. */
+  /** Run the session in this process instead of a worker (benchmarks; the event loop then blocks during calls). */
+  inline?: boolean;
+  /** Copy the worker's stderr (onnxruntime's and the GPU drivers' own messages) to ours (--debug). */
   debug?: boolean;
 }
 
@@ -29,6 +36,10 @@ export interface LoadedModel extends Denoiser {
   readonly device: Device;
   /** Why devices tried before the chosen one were passed over (for the one stderr line that names the device). */
   readonly skipped: string[];
+  /** The check of a GPU's outputs against the CPU's at load (null on the CPU). */
+  readonly check: OutputCheck | null;
+  /** Stop now: the call in progress, and any later one, rejects with `reason` (Ctrl-C). */
+  abort(reason: Error): void;
   dispose(): Promise<void>;
 }
 
@@ -92,39 +103,190 @@ export async function readModelFile(path: string): Promise<ModelFile> {
 
 export async function loadModel(file: ModelFile, options: LoadOptions): Promise<LoadedModel> {
   const { path, card } = file;
-  const classLabel = checkClass(card, options.classLabel, path);
-  process.env.ORT_DISABLE_TELEMETRY ??= '1';
-  const ort = await import('onnxruntime-node');
-  // A provider that cannot load, or a model that fails at run time, is reported by us in one line; onnxruntime's own
-  // (coloured, multi-line) log is for --debug.
-  ort.env.logLevel = options.debug ? 'warning' : 'fatal';
-  const logSeverityLevel = options.debug ? 2 : 4;
-  const candidates: Device[] = options.device === 'auto' ? ['cuda', 'cpu'] : [options.device];
-  const skipped: string[] = [];
-  // onnxruntime does not fall back by itself, and a list with an unloadable provider fails as a whole: try one at a time.
-  for (const device of candidates) {
-    let session: import('onnxruntime-node').InferenceSession;
-    try {
-      // From the path, not bytes: onnxruntime then finds external weight files beside it (models over 2 GB).
-      session = await ort.InferenceSession.create(path, {
-        executionProviders: [device],
-        graphOptimizationLevel: 'all',
-        intraOpNumThreads: options.threads,
-        interOpNumThreads: 1,
-        logSeverityLevel,
-      });
-    } catch (e) {
-      const reason = firstLine(e);
-      if (options.device === 'auto' && device !== 'cpu') {
-        skipped.push(`${device} unavailable: ${reason.replace(/^\w+: /, '')}`);
-        continue;
-      }
-      throw new ModelError(`${path}: cannot start the model on ${device}: ${reason}`);
-    }
-    checkSignature(session, card, path);
-    return makeModel(ort, session, path, card, device, skipped, classLabel, logSeverityLevel);
+  const req: SessionRequest = {
+    path,
+    card: { channels: card.channels, resolution: card.resolution, numClasses: card.numClasses, grid: card.grid },
+    device: options.device,
+    gpuId: options.gpuId,
+    threads: options.threads,
+    classLabel: checkClass(card, options.classLabel, path),
+    debug: options.debug,
+  };
+  return options.inline ? loadInline(file, req) : loadInWorker(file, req, options.debug ?? false);
+}
+
+/** The one-line reason a device was passed over, for the device line. */
+function skipReason(s: Skip): string {
+  if (s.check) return `${s.device}: ${describeCheck(s.device, s.check)}`;
+  return `${s.device}: ${s.failure ? explainStartFailure(s.failure) : 'unavailable'}`;
+}
+
+/** The error for the one device asked for, when it cannot be used. */
+function unavailableError(path: string, s: Skip): ModelError {
+  if (s.check) return new ModelError(`${path}: ${describeCheck(s.device, s.check)}`);
+  return new ModelError(`${path}: cannot start the model on ${s.device}: ${s.failure ? explainStartFailure(s.failure) : 'unavailable'}`);
+}
+
+function checkShapes(card: ModelCard, x: Tensor, sigma: Float32Array): void {
+  if (sigma.length !== x.n) throw new RangeError(`denoise: ${sigma.length} noise levels for a batch of ${x.n}`);
+  if (x.c !== card.channels) throw new RangeError(`denoise: ${x.c} channels for a ${card.channels}-channel model`);
+}
+
+async function loadInline(file: ModelFile, req: SessionRequest): Promise<LoadedModel> {
+  const { openSession, DeviceUnavailable } = await import('./session.js');
+  let session: StartedSession;
+  try {
+    session = await openSession(req);
+  } catch (e) {
+    if (e instanceof DeviceUnavailable) throw unavailableError(file.path, e.skip);
+    throw e;
   }
-  throw new ModelError(`${path}: no execution provider could run the model`);
+  let aborted: Error | undefined;
+  return {
+    path: file.path,
+    card: file.card,
+    device: session.device,
+    skipped: session.skipped.map(skipReason),
+    check: session.check,
+    async denoise(x, sigma) {
+      if (aborted) throw aborted;
+      checkShapes(file.card, x, sigma);
+      const out = await session.run(x.data, x.shape, sigma);
+      if (aborted) throw aborted;
+      return new Tensor(x.n, x.c, x.h, x.w, out);
+    },
+    abort(reason) {
+      aborted ??= reason;
+    },
+    dispose: () => session.release(),
+  };
+}
+
+function fromWire(e: WireError): Error {
+  if (e.name === 'UsageError') return new UsageError(e.message);
+  if (e.name === 'InputError') return new InputError(e.message);
+  if (e.name === 'ModelError') return new ModelError(e.message);
+  if (e.exitCode !== undefined) return new CmError(e.message, e.exitCode);
+  return new Error(e.message);
+}
+
+async function loadInWorker(file: ModelFile, req: SessionRequest, debug: boolean): Promise<LoadedModel> {
+  const { path } = file;
+  const { child, tail, release } = takeWorker();
+  if (debug) tail.echoToStderr();
+
+  let failure: Error | undefined;
+  let closing = false;
+  let nextId = 1;
+  const pending = new Map<number, { resolve: (r: WorkerReply) => void; reject: (e: Error) => void }>();
+  let opened: ((r: WorkerReply) => void) | undefined;
+  let openFailed: ((e: Error) => void) | undefined;
+
+  const idle = (): void => {
+    // The worker keeps this process alive only while a call is pending: its channel for the reply, its process
+    // handle for the 'exit' event that fails the call if it dies (the channel may close first).
+    if (pending.size === 0 && !opened) {
+      child.channel?.unref();
+      child.unref();
+    }
+  };
+  const failAll = (e: Error): void => {
+    failure ??= e;
+    for (const p of pending.values()) p.reject(failure);
+    pending.clear();
+    openFailed?.(failure);
+    opened = openFailed = undefined;
+  };
+  const stop = (): void => {
+    release();
+    child.kill('SIGKILL');
+  };
+  child.on('message', (r: WorkerReply) => {
+    if (r.op === 'opened' || (r.op === 'failed' && r.id === null)) {
+      opened?.(r);
+      opened = openFailed = undefined;
+    } else {
+      const p = pending.get(r.id ?? -1);
+      if (!p) return;
+      pending.delete(r.id ?? -1);
+      p.resolve(r);
+    }
+    idle();
+  });
+  child.on('error', (e) => {
+    // A process that never started fails here; a message that cannot reach a dying one (EPIPE) waits for 'exit',
+    // which says why it died.
+    if (child.pid === undefined) failAll(new ModelError(`${path}: cannot start the inference process: ${e.message}`));
+  });
+  child.on('exit', (code, signal) => {
+    if (closing) return failAll(new ModelError(`${path}: the model was closed`));
+    const last = tail.last();
+    failAll(new ModelError(`${path}: the inference process stopped (${signal ?? `exit code ${code}`})${last ? `: ${last}` : ''}`));
+  });
+
+  const request = (msg: WorkerRequest): void => {
+    child.ref();
+    child.channel?.ref();
+    child.send(msg);
+  };
+
+  const reply = await new Promise<WorkerReply>((resolve, reject) => {
+    opened = resolve;
+    openFailed = reject;
+    request({ op: 'open', req });
+  }).catch((e: Error) => {
+    stop();
+    throw e;
+  });
+  if (reply.op === 'failed') {
+    await tail.mark(1000);
+    stop();
+    const { error } = reply;
+    if (error.unavailable) {
+      const skip = error.unavailable;
+      if (skip.failure?.device === 'webgpu') skip.failure.diagnostics = adapterDiagnostics(tail.text());
+      throw unavailableError(path, skip);
+    }
+    throw fromWire(error);
+  }
+  if (reply.op !== 'opened') throw new Error(`unexpected reply ${reply.op} to open`);
+  idle();
+
+  return {
+    path,
+    card: file.card,
+    device: reply.device,
+    skipped: reply.skipped.map(skipReason),
+    check: reply.check,
+    async denoise(x: Tensor, sigma: Float32Array): Promise<Tensor> {
+      checkShapes(file.card, x, sigma);
+      if (failure) throw failure;
+      const id = nextId++;
+      const r = await new Promise<WorkerReply>((resolve, reject) => {
+        pending.set(id, { resolve, reject });
+        request({ op: 'run', id, x: x.data, shape: x.shape as Shape, sigma });
+      });
+      if (r.op === 'failed') throw fromWire(r.error);
+      if (r.op !== 'result') throw new Error(`unexpected reply ${r.op} to run`);
+      return new Tensor(x.n, x.c, x.h, x.w, r.data);
+    },
+    abort(reason: Error) {
+      if (failure) return;
+      failAll(reason);
+      closing = true;
+      stop();
+    },
+    async dispose() {
+      if (closing || child.exitCode !== null || child.signalCode !== null) return;
+      closing = true;
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      request({ op: 'close' });
+      // A worker that does not leave within 5 s of being asked (a driver stuck in its teardown) is killed.
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
 }
 
 /** The class label to feed: required by class-conditional models, refused by the others. */
@@ -140,81 +302,10 @@ function checkClass(card: ModelCard, label: number | undefined, path: string): n
   return label;
 }
 
-function checkSignature(session: import('onnxruntime-node').InferenceSession, card: ModelCard, path: string): void {
-  const need = card.numClasses > 0 ? ['x', 'sigma', 'class_labels'] : ['x', 'sigma'];
-  for (const name of need) {
-    if (!session.inputNames.includes(name)) {
-      throw new ModelError(`${path}: model has no input "${name}" (inputs: ${session.inputNames.join(', ')})`);
-    }
-  }
-  if (!session.outputNames.includes('denoised')) {
-    throw new ModelError(`${path}: model has no output "denoised" (outputs: ${session.outputNames.join(', ')})`);
-  }
-}
-
-function makeModel(
-  ort: typeof import('onnxruntime-node'),
-  session: import('onnxruntime-node').InferenceSession,
-  path: string,
-  card: ModelCard,
-  device: Device,
-  skipped: string[],
-  classLabel: number | undefined,
-  logSeverityLevel: 0 | 1 | 2 | 3 | 4,
-): LoadedModel {
-  return {
-    path,
-    card,
-    device,
-    skipped,
-    async denoise(x: Tensor, sigma: Float32Array): Promise<Tensor> {
-      if (sigma.length !== x.n) throw new RangeError(`denoise: ${sigma.length} noise levels for a batch of ${x.n}`);
-      if (x.c !== card.channels) throw new RangeError(`denoise: ${x.c} channels for a ${card.channels}-channel model`);
-      const feeds: Record<string, import('onnxruntime-node').Tensor> = {
-        x: new ort.Tensor('float32', x.data, [x.n, x.c, x.h, x.w]),
-        sigma: new ort.Tensor('float32', sigma, [x.n]),
-      };
-      if (classLabel !== undefined) {
-        feeds.class_labels = new ort.Tensor('int64', new BigInt64Array(x.n).fill(BigInt(classLabel)), [x.n]);
-      }
-      let out;
-      try {
-        const result = await session.run(feeds, { logSeverityLevel });
-        out = result.denoised;
-      } catch (e) {
-        throw new ModelError(`${path}: inference failed on ${device}: ${firstLine(e)}`);
-      }
-      const dims = out.dims.join(',');
-      if (dims !== [x.n, x.c, x.h, x.w].join(',') || out.type !== 'float32') {
-        throw new ModelError(`${path}: output "denoised" is ${out.type} [${dims}], expected float32 [${x.shape}]`);
-      }
-      const data = Float32Array.from(out.data as Float32Array);
-      const bad = firstNonFinite(data);
-      if (bad !== undefined) {
-        const at = Math.floor(bad / x.imageSize);
-        throw new ModelError(
-          `${path}: output "denoised" is not finite (${data[bad]} at sigma ${sigma[at]}${x.n > 1 ? `, image ${at + 1} of ${x.n}` : ''}): the model is broken`,
-        );
-      }
-      return new Tensor(x.n, x.c, x.h, x.w, data);
-    },
-    async dispose() {
-      await session.release();
-    },
-  };
-}
-
-/** Where a value is NaN or infinite (a broken model), or undefined. */
-function firstNonFinite(data: Float32Array): number | undefined {
-  for (let i = 0; i < data.length; i++) if (!Number.isFinite(data[i])) return i;
-  return undefined;
-}
-
-/** The first line of an error, without onnxruntime's source locations and assertion text. */
+/** The first line of an error. */
 function firstLine(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e);
-  const line = msg.split('\n').find((l) => l.trim() !== '')?.trim() ?? 'unknown error';
-  return line.replace(/\/onnxruntime_src\/\S+ .*? was false\. /g, '').replace(/\/onnxruntime_src\/\S+ /g, '');
+  return msg.split('\n').find((l) => l.trim() !== '')?.trim() ?? 'unknown error';
 }
 
 function fileProblem(e: unknown): string {
