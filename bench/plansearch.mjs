@@ -65,7 +65,7 @@ if (valPaths.length === 0) throw new Error(`no validation photos under ${TRAIN_D
 
 const file = await readModelFile(modelPath);
 const { grid, resolution: RES } = file.card;
-const model = await loadModel(file, { device: 'cpu', threads: Number(flags.threads ?? 2) });
+const model = await loadModel(file, { device: 'cpu', threads: Number(flags.threads ?? 2), inline: true });
 const crops = [];
 for (let i = 0; crops.length < nCrops; i++) {
   const photo = await load(valPaths[i % valPaths.length]);
