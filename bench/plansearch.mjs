@@ -232,7 +232,6 @@ for (const v of variants) {
   const show = (e) => `${e.cfg.ts?.join(',') ?? 'level'} ${e.cfg.start} eta ${e.cfg.eta} x${e.cfg.samples}: ${Object.entries(e.row).filter(([n]) => ['psnr', 'hf', 'colour', 'colourErr'].includes(n)).map(([n, x]) => `${n} ${round(x, 3)}`).join(' ')}`;
   log(`${v.name} (${((performance.now() - t0) / 1000).toFixed(0)} s): ${Object.entries(best).map(([k, e]) => `K=${k} ${show(e)}`).join(' | ')}`);
 }
-await model.dispose();
 
 // ---- cm.task_plans: one entry per task and K; inpaint takes the plan that is best over both mask families ------------
 const taskPlans = {};
@@ -263,6 +262,7 @@ for (const [task, byK] of Object.entries(taskPlans)) {
     byK[k] = win.c;
   }
 }
+await model.dispose();
 mkdirSync(dirname(outPath), { recursive: true });
 writeFileSync(outPath, `${JSON.stringify(taskPlans)}\n`);
 const cols = ['variant', 'k', 'ts', 'start', 'eta', 'samples', 'psnr', 'hf', 'colour', 'colourErr'];
