@@ -198,7 +198,7 @@ describe('full resolution through the CLI', () => {
       for (let y = 0; y < h; y++) for (let x = 0; x < w - 1; x++) for (let k = 0; k < 3; k++) col[x] += Math.abs(data[(y * w + x + 1) * c + k] - data[(y * w + x) * c + k]);
       // One evaluation: the first call's grid (no shift) of 128-pixel tiles. A seam sits where one tile ends and the
       // next begins.
-      const starts = tileStarts(w, 128, overlap ?? 12, 0);
+      const starts = tileStarts(w, 128, overlap ?? 8, 0);
       const border = new Set<number>();
       for (let i = 1; i < starts.length; i++) {
         border.add(starts[i] - 1); // the next tile begins
