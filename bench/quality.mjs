@@ -30,7 +30,7 @@ import {
   strokePainting,
   withHole,
 } from './lib/data.mjs';
-import { addNoise, boxDown, contactSheet, gaussianBlur, grayOf, load, quantize, saveGrayPng, savePng, upNearest } from './lib/images.mjs';
+import { addNoise, boxDown, contactSheet, crop, gaussianBlur, grayOf, load, quantize, saveGrayPng, savePng, upNearest } from './lib/images.mjs';
 import { channel, colourfulness, hfEnergy, hfEnergyIn, mean, nearestFill, psnr, psnrY, ssimCrossCheck, ssimRgb, ssimY } from './lib/metrics.mjs';
 import { cmEstimate } from './lib/estimates.mjs';
 
@@ -283,6 +283,7 @@ for (const [j, path] of set5Paths.entries()) {
 log(`model ${model}; ${kodakCrops.length} Kodak24 crops, ${set5Crops.length} Set5 crops; cm runs: ${CM_RUNS.map((r) => r.name).join(', ')}`);
 
 const keepMain = [0, Math.min(kodakCrops.length - 1, perPhoto * 12 + 1)];
+const fullSheets = {}; // variant -> one row of 100% windows of a whole photo
 const main = {};
 const fullRes = {};
 const sheets = {};
@@ -318,7 +319,7 @@ for (const v of mainVariants) {
   await writeAll(false);
 }
 
-// Whole photos through the CLI as it is today (edited at the model's size and resized back): fewer photos, default plans.
+// Whole photos at full resolution (tiles, coarse to fine, windows around holes): fewer photos, the defaults.
 if (full) {
   const fullKodak = smoke ? kodakPaths.slice(0, 1) : kodakPaths.filter((_, j) => j % fullEvery === 0);
   const photos = [];
@@ -328,8 +329,17 @@ if (full) {
   const fullVariants = smoke ? ALL.filter((v) => ['superres x4', 'inpaint box'].includes(v.id)) : ALL.filter((v) => v.family !== 'stroke');
   for (const v of fullVariants) {
     if (!inTime(`${v.id} / Kodak24 full`)) continue;
-    const r = await runVariant(v, photos, { label: 'kodak-full', runs: [CM_RUNS[0]], keepIdx: [] });
-    fullRes[`${v.id} / Kodak24 full`] = { variant: v.id, images: `Kodak24 full (${photos.length} photo${photos.length === 1 ? '' : 's'})`, family: v.family, n: r.n, methods: r.methods, cliSeconds: r.cliSeconds };
+    const r = await runVariant(v, photos, { label: 'kodak-full', runs: [CM_RUNS[0]], keepIdx: [0] });
+    fullRes[`${v.id} / Kodak24 full`] = { variant: v.id, images: `Kodak24 full (${photos.length} photo${photos.length === 1 ? '' : 's'})`, family: v.family, n: r.n, methods: r.methods, settings: r.settings, cliSeconds: r.cliSeconds };
+    // A 256x256 window of the first photo at 100% zoom (nothing resized): input, first baseline, cm, ground truth.
+    const it = r.kept[0];
+    if (it) {
+      const side = Math.min(256, it.gt.w, it.gt.h);
+      const x0 = Math.floor((it.gt.w - side) / 2);
+      const y0 = Math.floor((it.gt.h - side) / 2);
+      const cut = (img) => crop(img, x0, y0, side, side);
+      fullSheets[v.id.replace(/\s+/g, '-')] = { side, row: [cut(it.show), cut(Object.values(it.baselines)[0]), ...(it.outputs ?? []).map(cut), cut(it.gt)] };
+    }
     if (v.family === 'superres' && set5Full.length && inTime(`${v.id} / Set5 full`)) {
       const s = await runVariant(v, set5Full, { label: 'set5-full', runs: [CM_RUNS[0]], keepIdx: [] });
       fullRes[`${v.id} / Set5 full`] = { variant: v.id, images: 'Set5 full', family: v.family, n: s.n, methods: s.methods, cliSeconds: s.cliSeconds };
@@ -348,6 +358,11 @@ async function writeAll(done) {
   for (const [family, rows] of Object.entries(sheets)) {
     const file = `sheet-${family}.png`;
     await contactSheet(rows, RES, join(outDir, file));
+    sheetFiles.push(file);
+  }
+  for (const [id, { side, row }] of Object.entries(fullSheets)) {
+    const file = `sheet-full-${id}.png`;
+    await contactSheet([row], side, join(outDir, file));
     sheetFiles.push(file);
   }
   const meta = {
@@ -440,10 +455,10 @@ function markdown(meta, main, fullRes, sheetFiles) {
     `high-resolution target and its p x p box average the input.\n` + table(main) +
     `\n#### Does cm beat its baselines? (main table, best plan vs best baseline, PSNR)\n` + verdicts(main);
   if (Object.keys(fullRes).length) {
-    s += `\n### Full resolution through the CLI as it is today\n\n**Not a fair test of the model**: the CLI edits an image ` +
-      `whose size differs from ${meta.resolution}x${meta.resolution} by resizing it to ${meta.resolution}x${meta.resolution} and back ` +
-      `(tiled full-resolution editing is not built yet), restoring the known data at full size. Every ${meta.fullEvery}th Kodak24 photo ` +
-      `and all of Set5 (cropped to multiples of 8), each task's default number of evaluations.\n` + table(fullRes) + verdicts(fullRes);
+    s += `\n### Full resolution\n\nWhole photos at their own size through the CLI with the model's defaults: the sampler over ` +
+      `tiles (superres, denoise), coarse to fine (colorize), windows around the holes or the whole image coarse to fine ` +
+      `(inpaint, \`--strategy auto\`). Every ${meta.fullEvery}th Kodak24 photo and all of Set5 (cropped to multiples of 8). ` +
+      `Contact sheets \`sheet-full-*.png\`: a 256x256 window of the first photo at 100% zoom.\n` + table(fullRes) + verdicts(fullRes);
   }
   if (sheetFiles.length) {
     s += `\n### Contact sheets (100% zoom, git-ignored)\n\nColumns: input | the first baseline (cm's start: Lanczos + patch means, harmonic fill; gray input; noisy input; the stroke input) | ` +

@@ -32,7 +32,8 @@ describe.runIf(existsSync(EVAL))('benchmarks, smoke run', () => {
     expect(readFileSync(join(out, 'quality.md'), 'utf8')).toMatch(/### Targets/);
     expect(Object.keys(q.fullRes)).toHaveLength(2);
     expect(q.meta.ssimCheck.absDiff).toBeLessThan(1e-6);
-    expect(readdirSync(out).filter((f) => f.startsWith('sheet-') && f.endsWith('.png'))).toHaveLength(5);
+    expect(readdirSync(out).filter((f) => f.startsWith('sheet-') && !f.startsWith('sheet-full-') && f.endsWith('.png'))).toHaveLength(5);
+    expect(readdirSync(out).filter((f) => f.startsWith('sheet-full-'))).toHaveLength(2); // a tiled edit at 100% zoom per full-resolution variant
   }, 300_000);
 
   test('speed: evaluation times, start-up, full-resolution cases and seconds per megapixel are measured', () => {
