@@ -9,7 +9,8 @@
 //
 // Per task and number of evaluations K (1, 2, 4): a coarse grid over the first grid index (the start level) and eta
 // with the warm start, then coordinate refinement (move one index by 1 or 2, eta by 0.25) while the objective
-// improves; then the best K = 1, 2, 4 plans once more with 2..8 averaged samples (at most 8 evaluations in all).
+// improves; then the best K = 1, 2, 4 plans once more with averaged samples, within --budget evaluations (K x samples,
+// default 4). Each task's "default" is its K with the best objective (the fewer evaluations on a tie).
 // --start refines from earlier choices (a later checkpoint of the same run) instead of the coarse grid.
 // Objectives: PSNR (inpainting: in the hole) for superres, inpaint, denoise; colorize: PSNR among plans whose
 // colourfulness is 0.5-1.5x the photos'; stroke: among plans whose high-frequency energy is 0.8-1.2x the photos',
@@ -40,6 +41,8 @@ const smoke = flags.smoke === true;
 const modelPath = flags.model ?? join(ROOT, 'models', 'default.onnx');
 const nCrops = Number(flags.crops ?? (smoke ? 4 : 32));
 const outPath = flags.out ?? join(ROOT, 'training', 'results', 'task_plans.json');
+// A stored plan costs at most this many network evaluations per image (or tile): K steps x samples.
+const budget = Number(flags.budget ?? 4);
 const earlier = typeof flags.start === 'string' ? JSON.parse(readFileSync(flags.start, 'utf8')) : null;
 const TRAIN_DIR = process.env.CM_TRAIN_DIR ?? '/work/shared/data/train';
 const started = performance.now();
@@ -153,8 +156,11 @@ async function scoreNow(v, cfg) {
 function objective(v, r) {
   if (v.task === 'colorize') return r.colour >= 0.5 && r.colour <= 1.5 ? r.psnr : -1000 - Math.abs(Math.log(r.colour));
   if (v.task === 'stroke') {
-    const hfOk = r.hf >= 0.8 && r.hf <= 1.2;
-    return hfOk ? -r.colourErr : -1000 - Math.abs(Math.log(r.hf)) - Math.max(0, r.colourErr - 2);
+    // Feasible: the smallest colour error. Otherwise the smaller of the two misses, each as a log ratio to its
+    // bound, is what counts (neither a blur nor a recoloured picture wins outright).
+    const hfMiss = r.hf < 0.8 ? Math.log(0.8 / r.hf) : r.hf > 1.2 ? Math.log(r.hf / 1.2) : 0;
+    const colourMiss = Math.max(0, Math.log(r.colourErr / 2));
+    return hfMiss === 0 && colourMiss === 0 ? -r.colourErr : -1000 - Math.max(hfMiss, colourMiss);
   }
   return r.psnr;
 }
@@ -222,7 +228,7 @@ for (const v of variants) {
   for (const k of Object.keys(best).map(Number)) {
     if (v.task === 'denoise' && best[k].cfg.eta === 0) continue; // deterministic: averaging changes nothing
     for (const s of [2, 4, 8]) {
-      if (k * s > 8 || smoke) continue;
+      if (k * s > budget || smoke) continue;
       const cfg = { ...best[k].cfg, samples: s };
       const row = await score(v, cfg);
       if (objective(v, row) > objective(v, best[k].row)) best[k] = { cfg, row };
@@ -260,7 +266,24 @@ for (const [task, byK] of Object.entries(taskPlans)) {
       if (!win || total > win.total) win = { c, total };
     }
     byK[k] = win.c;
+    byK[k].objective = win.total / vs.length;
   }
+}
+// The default of each task: its best entry by the objective (mean over the task's variants), the cheaper on a tie.
+for (const [task, byK] of Object.entries(taskPlans)) {
+  const vs = variants.filter((v) => v.task === task);
+  let best = null;
+  for (const [k, entry] of Object.entries(byK)) {
+    let obj = entry.objective;
+    if (obj === undefined) {
+      obj = 0;
+      for (const v of vs) obj += objective(v, await score(v, { k: Number(k), ...entry, samples: entry.samples ?? 1 })) / vs.length;
+    }
+    delete entry.objective;
+    const cost = Number(k) * (entry.samples ?? 1);
+    if (!best || obj > best.obj + 1e-3 || (Math.abs(obj - best.obj) <= 1e-3 && cost < best.cost)) best = { k: Number(k), obj, cost };
+  }
+  byK.default = best.k;
 }
 await model.dispose();
 mkdirSync(dirname(outPath), { recursive: true });

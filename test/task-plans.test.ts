@@ -34,6 +34,7 @@ beforeAll(async () => {
   writeFileSync(at('bad-json.onnx'), withMetadata(tiny, { 'cm.task_plans': '{"inpaint": ' }));
   writeFileSync(at('bad-task.onnx'), withMetadata(tiny, { 'cm.task_plans': '{"paint":{"1":{"ts":[0,39]}}}' }));
   writeFileSync(at('bad-index.onnx'), withMetadata(tiny, { 'cm.task_plans': '{"inpaint":{"1":{"ts":[30,45]}}}' }));
+  writeFileSync(at('defaulted.onnx'), withMetadata(tiny, { 'cm.task_plans': JSON.stringify({ inpaint: { ...PLANS.inpaint, default: 1 } }) }));
   const px = Buffer.alloc(64 * 64 * 3);
   for (let i = 0; i < px.length; i++) px[i] = (i * 7 + (i >> 6)) % 256;
   await sharp(px, { raw: { width: 64, height: 64, channels: 3 } }).png().toFile(at('img.png'));
@@ -58,6 +59,13 @@ describe('cm.task_plans', () => {
       if (x >= 16 && x < 40 && y >= 20 && y < 44) continue;
       for (let c = 0; c < 3; c++) expect(a[p * 3 + c]).toBe(img[p * 3 + c]);
     }
+  });
+
+  test('a task\'s "default" is what --steps defaults to', () => {
+    const r = run('inpaint', 'img.png', '--mask', 'mask.png', '--model', 'defaulted.onnx', '-o', 'dflt.png', '--json');
+    expect(r.status).toBe(0);
+    expect(record(r.stdout)).toMatchObject({ evaluations: 1, ts: [30, 39], start: 'estimate', eta: 0 });
+    expect(cm(['models', 'info', 'defaulted.onnx']).stdout).toMatch(/inpaint {6}1 \(default\): ts 30,39/);
   });
 
   test('--steps K picks the stored plan for K; flags override its knobs; a task without plans keeps the paper', () => {
@@ -128,6 +136,7 @@ describe('parseModelCard: cm.task_plans', () => {
     ['{"inpaint":{"1":{"ts":[0,39],"samples":100}}}', /samples 100 is not an integer between 1 and 64/],
     ['{"inpaint":{"2":{"ts":[0,39]}}}', /not a plan of 2 evaluations/],
     ['{"denoise":{"1":{"ts":[0,39]}}}', /denoise starts at the image's noise level and takes no ts/],
+    ['{"inpaint":{"1":{"ts":[0,39]},"default":2}}', /inpaint: default 2 is not one of its numbers of evaluations \(1\)/],
   ])('refuses %s', (raw, message) => {
     expect(() => parseModelCard({ ...base, 'cm.task_plans': raw }, 'm.onnx')).toThrow(ModelError);
     expect(() => parseModelCard({ ...base, 'cm.task_plans': raw }, 'm.onnx')).toThrow(message);

@@ -222,9 +222,9 @@ const MAX_DEFAULT_STEPS = 8;
  * The plan and knobs of a run, in this order:
  * - --ts: exactly that plan; it starts from the estimate when it starts part-way (ts[0] > 0), else from the known
  *   data; eta 1, one sample;
- * - --steps K (default: the most evaluations, up to 8, the model stores for this task in cm.task_plans, else the
- *   command's own default): the model's task plan for K with its start, eta and samples; without one, the model's
- *   cm.plans entry for K (from sigma_max) with the paper's knobs;
+ * - --steps K (default: the task's "default" in the model's cm.task_plans, else the most evaluations up to 8 it stores
+ *   for the task, else the command's own default): the model's task plan for K with its start, eta and samples;
+ *   without one, the model's cm.plans entry for K (from sigma_max) with the paper's knobs;
  * - --start, --eta and --samples override the knobs either way.
  * `own` makes the plan for tasks that start part-way by nature (stroke, denoise), given K and the stored default.
  */
@@ -238,7 +238,7 @@ export function chooseSampling(
   const { grid, plans } = file.card;
   const stored = file.card.taskPlans[task] ?? {};
   const storedK = Object.keys(stored).map(Number).filter((k) => k <= MAX_DEFAULT_STEPS);
-  const k = args.steps ?? (storedK.length ? Math.max(...storedK) : defaultSteps);
+  const k = args.steps ?? file.card.taskDefaults[task] ?? (storedK.length ? Math.max(...storedK) : defaultSteps);
   const entry: TaskPlan | undefined = args.ts === undefined ? stored[String(k)] : undefined;
   let plan: Plan;
   if (own) plan = own(k, entry);

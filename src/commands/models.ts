@@ -1,5 +1,6 @@
 import type { Argv, CommandModule } from 'yargs';
 import { CmError, ModelError } from '../errors.js';
+import type { PlanTask } from '../runtime/card.js';
 import { readModelFile, type ModelFile } from '../runtime/model.js';
 import { installedModels, resolveModel } from '../runtime/registry.js';
 
@@ -23,6 +24,7 @@ function summary(file: ModelFile, name: string, isDefault: boolean): Record<stri
     grid: card.grid.size,
     plans: card.plans,
     task_plans: card.taskPlans,
+    task_defaults: card.taskDefaults,
     parameters: card.metadata['cm.params'] ? Number(card.metadata['cm.params']) : null,
     license: card.license,
     trained_on: card.trainedOn,
@@ -67,7 +69,7 @@ async function info(args: InfoArgs): Promise<void> {
   const taskPlans = Object.entries(card.taskPlans).map(
     ([task, byK]) =>
       `  ${task.padEnd(12)} ${Object.entries(byK ?? {})
-        .map(([k, p]) => `${k}: ${p.ts ? `ts ${p.ts.join(',')} ` : ''}start ${p.start}, eta ${p.eta}${p.samples > 1 ? `, ${p.samples} samples` : ''}`)
+        .map(([k, p]) => `${k}${card.taskDefaults[task as PlanTask] === Number(k) ? ' (default)' : ''}: ${p.ts ? `ts ${p.ts.join(',')} ` : ''}start ${p.start}, eta ${p.eta}${p.samples > 1 ? `, ${p.samples} samples` : ''}`)
         .join('; ')}`,
   );
   const lines = [

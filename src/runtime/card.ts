@@ -27,8 +27,10 @@ export interface ModelCard {
   grid: NoiseGrid;
   /** Evaluations -> grid indices (the `ts` format), from `cm.plans`. */
   plans: Record<string, number[]>;
-  /** Task -> evaluations -> the measured default plan and knobs for that task, from the optional `cm.task_plans`. */
+  /** Task -> evaluations -> the measured plan and knobs for that task, from the optional `cm.task_plans`. */
   taskPlans: Partial<Record<PlanTask, Record<string, TaskPlan>>>;
+  /** Task -> the number of evaluations whose plan is its default (`"default"` in `cm.task_plans`). */
+  taskDefaults: Partial<Record<PlanTask, number>>;
   numClasses: number;
   license: string;
   trainedOn: string;
@@ -78,7 +80,7 @@ export function parseModelCard(props: Record<string, string>, file: string): Mod
     sigmaData: num('cm.sigma_data', positive, 'a positive number'),
     grid,
     plans: parsePlans(props['cm.plans'], grid.size, file),
-    taskPlans: parseTaskPlans(props['cm.task_plans'], grid.size, file),
+    ...parseTaskPlans(props['cm.task_plans'], grid.size, file),
     numClasses: props['cm.num_classes'] === undefined ? 0 : num('cm.num_classes', intIn(0, MAX_CLASSES), `an integer from 0 to ${MAX_CLASSES}`),
     license: props['cm.license'] ?? 'unknown',
     trainedOn: props['cm.trained_on'] ?? 'unknown',
@@ -118,11 +120,12 @@ function isPlan(ts: unknown, k: string, size: number): ts is number[] {
 }
 
 /**
- * `cm.task_plans` (optional): {"superres-x4": {"4": {"ts": [26,28,31,33,39], "start": "estimate", "eta": 0}}, ...};
- * `samples` defaults to 1; denoise entries carry no ts (denoising starts at the image's noise level).
+ * `cm.task_plans` (optional): {"superres-x4": {"default": 4, "4": {"ts": [26,28,31,33,39], "start": "estimate",
+ * "eta": 0}}, ...}; `samples` defaults to 1; denoise entries carry no ts (denoising starts at the image's noise level);
+ * "default" names the entry `--steps` defaults to (else the one with the most evaluations).
  */
-function parseTaskPlans(raw: string | undefined, size: number, file: string): ModelCard['taskPlans'] {
-  if (raw === undefined || raw === '') return {};
+function parseTaskPlans(raw: string | undefined, size: number, file: string): Pick<ModelCard, 'taskPlans' | 'taskDefaults'> {
+  if (raw === undefined || raw === '') return { taskPlans: {}, taskDefaults: {} };
   const bad = (what: string): ModelError => new ModelError(`${file}: cm.task_plans: ${what}`);
   let parsed: unknown;
   try {
@@ -133,11 +136,13 @@ function parseTaskPlans(raw: string | undefined, size: number, file: string): Mo
   const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
   if (!isObject(parsed)) throw bad('expected an object of task -> evaluations -> plan');
   const out: ModelCard['taskPlans'] = {};
+  const defaults: ModelCard['taskDefaults'] = {};
   for (const [task, byK] of Object.entries(parsed)) {
     if (!(PLAN_TASKS as readonly string[]).includes(task)) throw bad(`unknown task ${JSON.stringify(task)} (known: ${PLAN_TASKS.join(', ')})`);
     if (!isObject(byK)) throw bad(`${task}: expected an object of evaluations -> plan`);
     const plans: Record<string, TaskPlan> = {};
     for (const [k, entry] of Object.entries(byK)) {
+      if (k === 'default') continue;
       const where = `${task} ${k}`;
       if (!/^[1-9]\d*$/.test(k)) throw bad(`${where}: ${JSON.stringify(k)} is not a number of evaluations`);
       if (!isObject(entry)) throw bad(`${where}: expected an object {ts, start, eta, samples}`);
@@ -156,7 +161,13 @@ function parseTaskPlans(raw: string | undefined, size: number, file: string): Mo
       }
       plans[k] = { ...(ts === undefined ? {} : { ts: [...(ts as number[])] }), start: start as StartKind, eta, samples: samples as number };
     }
+    if (byK.default !== undefined) {
+      if (!Number.isInteger(byK.default) || plans[String(byK.default)] === undefined) {
+        throw bad(`${task}: default ${JSON.stringify(byK.default)} is not one of its numbers of evaluations (${Object.keys(plans).join(', ') || 'none'})`);
+      }
+      defaults[task as PlanTask] = byK.default as number;
+    }
     out[task as PlanTask] = plans;
   }
-  return out;
+  return { taskPlans: out, taskDefaults: defaults };
 }

@@ -124,13 +124,18 @@ PLAN_TASKS = ("inpaint", "colorize", "superres-x2", "superres-x4", "superres-x8"
 
 
 def check_task_plans(task_plans: dict, grid: int = GRID) -> None:
-    """cm.task_plans: task -> evaluations -> {ts, start, eta, samples} (the CLI's src/runtime/card.ts checks the same)."""
+    """cm.task_plans: task -> evaluations -> {ts, start, eta, samples}, and "default": the evaluations --steps defaults
+    to (the CLI's src/runtime/card.ts checks the same)."""
     if not isinstance(task_plans, dict):
         raise ValueError(f"Expected an object of task -> evaluations -> plan but received {task_plans!r}")
     for task, by_k in task_plans.items():
         if task not in PLAN_TASKS:
             raise ValueError(f"Expected a task among {', '.join(PLAN_TASKS)} but received {task!r}")
+        if "default" in by_k and (not isinstance(by_k["default"], int) or str(by_k["default"]) not in by_k):
+            raise ValueError(f"Expected {task}'s default to name one of its entries but received {by_k['default']!r}")
         for k, entry in by_k.items():
+            if k == "default":
+                continue
             if task != "denoise":
                 check_plans({k: entry["ts"]}, grid)
             elif "ts" in entry:
