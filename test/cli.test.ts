@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { CM_BIN, TINY_MODEL } from './helpers/paths.js';
+import { CM_BIN, ROOT, TINY_MODEL } from './helpers/paths.js';
 
 let dir: string;
 const at = (name: string): string => join(dir, name);
@@ -299,5 +299,37 @@ describe('models', () => {
     const r = cm(['models', 'info', 'garbage.onnx']);
     expect(r.status).toBe(4);
     expect(existsSync(at('garbage.onnx'))).toBe(true);
+  });
+});
+
+describe("the README's demo", () => {
+  test('inpaint fixtures/demo.png with the default model: every unmasked pixel kept, the blob filled with the colours around it', async () => {
+    const demo = join(ROOT, 'fixtures', 'demo.png');
+    const r = cm(['inpaint', demo, '--mask', join(ROOT, 'fixtures', 'demo-mask.png'), '-o', 'demo.inpaint.png', '--force', '--seed', '0', '-q']);
+    expect(r.status, r.stderr).toBe(0);
+    const [src, out] = [await rgb(demo), await rgb(at('demo.inpaint.png'))];
+    const mask = await sharp(join(ROOT, 'fixtures', 'demo-mask.png')).greyscale().raw().toBuffer();
+    const plane = src.width * src.height;
+    // The harmonic fill of the hole (the colours around it, smoothly): the filled blob may add detail, not a new colour.
+    const { harmonicFill } = await import('../src/editing/harmonic.js');
+    const { Tensor } = await import('../src/tensor.js');
+    const y = new Tensor(1, 3, src.height, src.width);
+    for (let p = 0; p < plane; p++) for (let c = 0; c < 3; c++) y.data[c * plane + p] = src.data[p * src.channels + c] / 127.5 - 1;
+    const fill = new Tensor(1, 1, src.height, src.width, Float32Array.from(mask, (v) => (v > 127 ? 1 : 0)));
+    const smooth = harmonicFill(y, fill);
+    let diff = 0;
+    let n = 0;
+    for (let p = 0; p < plane; p++) {
+      for (let c = 0; c < 3; c++) {
+        const o = out.data[p * out.channels + c];
+        if (mask[p] <= 127) expect(o).toBe(src.data[p * src.channels + c]);
+        else {
+          diff += Math.abs(o - (smooth.data[c * plane + p] + 1) * 127.5);
+          n++;
+        }
+      }
+    }
+    expect(n).toBeGreaterThan(0);
+    expect(diff / n).toBeLessThan(20); // grey levels, on average over the hole
   });
 });
