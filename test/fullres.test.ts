@@ -98,6 +98,16 @@ describe('tiles', () => {
 });
 
 describe('coarse to fine and windows', () => {
+  /** Tiles of `tile` pixels, the plan SIGMAS at the coarsest level (eta as given), its last two levels above it. */
+  const options = (tile: number, eta: number) => ({
+    tile,
+    overlap: tile / 8,
+    batch: 4,
+    first: { sigmas: SIGMAS, start: 'estimate' as const, eta, samples: 1 },
+    refine: { sigmas: SIGMAS.slice(1), start: 'estimate' as const, eta: 0, samples: 1 },
+    sigmaMin: 0.002,
+  });
+
   test('windows: one per hole, merged when they overlap, at least a tile, inside the image', () => {
     const fill = new Tensor(1, 1, 300, 400);
     const hole = (x0: number, y0: number, s: number) => {
@@ -115,14 +125,7 @@ describe('coarse to fine and windows', () => {
   test('colorize coarse to fine keeps the full-resolution luminance exactly', async () => {
     const y = randomTensor(8, 1, 3, 100, 150).map((v) => 0.8 * v);
     const op = colorizeOperator(y);
-    const [out] = await editFullResolution(tileAware(), [{ operator: op, seed: 3, scales: 'coarse-to-fine', maxSampledSide: 80 }], {
-      tile: 32,
-      overlap: 4,
-      batch: 4,
-      first: { sigmas: SIGMAS, start: 'estimate', eta: 1, samples: 1 },
-      refine: { sigmas: SIGMAS.slice(1), start: 'estimate', eta: 0, samples: 1 },
-      sigmaMin: 0.002,
-    });
+    const [out] = await editFullResolution(tileAware(), [{ operator: op, seed: 3, scales: 'coarse-to-fine', maxSampledSide: 80 }], options(32, 1));
     expect(maxAbsDiff(luminance(out), luminance(y))).toBeLessThan(1e-5);
   });
 
@@ -131,14 +134,7 @@ describe('coarse to fine and windows', () => {
     const fill = new Tensor(1, 1, 200, 300).map((_, i) => ((i % 300) >= 40 && (i % 300) < 52 && i / 300 >= 30 && i / 300 < 42 ? 1 : 0));
     const op = inpaintOperator(y, fill);
     const calls: number[] = [];
-    const [out] = await editFullResolution(tileAware(calls), [{ operator: op, seed: 1, scales: 'coarse-to-fine', windows: holeWindows(fill, 64, 3) }], {
-      tile: 64,
-      overlap: 8,
-      batch: 8,
-      first: { sigmas: SIGMAS, start: 'estimate', eta: 0, samples: 1 },
-      refine: { sigmas: SIGMAS.slice(1), start: 'estimate', eta: 0, samples: 1 },
-      sigmaMin: 0.002,
-    });
+    const [out] = await editFullResolution(tileAware(calls), [{ operator: op, seed: 1, scales: 'coarse-to-fine', windows: holeWindows(fill, 64, 3) }], options(64, 0));
     for (let i = 0; i < out.data.length; i++) if (!fill.data[i % 60000]) expect(out.data[i]).toBe(y.data[i]);
     expect(calls).toEqual([1, 1]); // one 64x64 window, two evaluations
     let changed = 0;
