@@ -26,6 +26,8 @@ export class Batch {
   private device: string | null = null;
   private readonly finished = new Set<OutputRecord>();
   private signals: SignalWatch | undefined;
+  /** The inputs of the model calls under way, in input order (a step may concern only some of them). */
+  private current: string[] = [];
 
   constructor(
     private readonly reporter: Reporter,
@@ -73,6 +75,7 @@ export class Batch {
 
   /** Sampling of these inputs starts: the spinner shows them at step 0 (and keeps moving during the first call). */
   begin(inputs: string[], steps: number): void {
+    this.current = inputs;
     this.showStep(inputs, 0, steps);
   }
 
@@ -84,8 +87,11 @@ export class Batch {
   private showStep(inputs: string[], step: number, steps: number): void {
     const n = this.done + this.failed + this.skipped;
     const eta = n > 0 ? ` · ETA ${Math.round((((performance.now() - this.start) / n) * (this.total - n)) / 1000)}s` : '';
-    const where = this.total > 1 ? `[${Math.min(n + inputs.length, this.total)}/${this.total}] ` : '';
-    this.reporter.progress(`${where}${inputs[0] ?? this.task}: step ${step}/${steps}${eta}`);
+    // "[3/10] c.png": the position of the step's first input among all inputs; "(+2)" when the call holds more.
+    const position = inputs.length > 0 ? n + Math.max(0, this.current.indexOf(inputs[0])) + 1 : n;
+    const where = this.total > 1 ? `[${Math.min(position, this.total)}/${this.total}] ` : '';
+    const more = inputs.length > 1 ? ` (+${inputs.length - 1})` : '';
+    this.reporter.progress(`${where}${inputs[0] ?? this.task}${more}: step ${step}/${steps}${eta}`);
   }
 
   ok(record: OutputRecord, started: number): void {
