@@ -89,13 +89,24 @@ export function concatBatch(parts: Tensor[]): Tensor {
 /** a + s * b, element-wise. */
 export function addScaled(a: Tensor, s: number, b: Tensor): Tensor {
   assertSameShape(a, b, 'addScaled');
+  const out = a.zerosLike();
+  const ad = a.data;
   const bd = b.data;
-  return a.map((v, i) => v + s * bd[i]);
+  const o = out.data;
+  for (let i = 0; i < o.length; i++) o[i] = ad[i] + s * bd[i];
+  return out;
 }
 
 /** Each value clamped to [lo, hi]. */
 export function clamp(a: Tensor, lo = -1, hi = 1): Tensor {
-  return a.map((v) => (v < lo ? lo : v > hi ? hi : v));
+  const out = a.zerosLike();
+  const ad = a.data;
+  const o = out.data;
+  for (let i = 0; i < o.length; i++) {
+    const v = ad[i];
+    o[i] = v < lo ? lo : v > hi ? hi : v;
+  }
+  return out;
 }
 
 /** Largest absolute element-wise difference. */

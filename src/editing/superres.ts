@@ -50,8 +50,30 @@ export function superresOperator(y: Tensor, p: number): Operator {
     start: keep,
     estimate: once(() => resample(target, y.w, y.h, 'lanczos3')),
     project: (x) => {
-      const shift = upsampleNearest(patchMeans(x, p), p);
-      return x.map((v, i) => v - shift.data[i] + keep.data[i]);
+      // x - upsampleNearest(patchMeans(x)) + keep, patch by patch (the mean rounded to float32 as patchMeans stores it).
+      checkFactor(x, p);
+      const out = x.zerosLike();
+      const xd = x.data;
+      const kd = keep.data;
+      const o = out.data;
+      const inv = 1 / (p * p);
+      for (let nc = 0; nc < x.n * x.c; nc++) {
+        for (let py = 0; py < x.h / p; py++) {
+          for (let px = 0; px < x.w / p; px++) {
+            const first = (nc * x.h + py * p) * x.w + px * p;
+            let sum = 0;
+            for (let dy = 0; dy < p; dy++) for (let dx = 0; dx < p; dx++) sum += xd[first + dy * x.w + dx];
+            const mean = Math.fround(sum * inv);
+            for (let dy = 0; dy < p; dy++) {
+              for (let dx = 0; dx < p; dx++) {
+                const i = first + dy * x.w + dx;
+                o[i] = xd[i] - mean + kd[i];
+              }
+            }
+          }
+        }
+      }
+      return out;
     },
     projectInRange: (x) => {
       const out = x.clone();

@@ -108,7 +108,8 @@ export function tiledDenoiser(inner: Denoiser, options: TileOptions): Denoiser &
       const acc = new Float64Array(padded.data.length);
       const wsum = new Float64Array(padded.n * padded.h * padded.w);
       const plane = padded.h * padded.w;
-      for (let k = 0; k < jobs.length; k += batch) {
+      // The next batch goes to the model before this one is blended, so that blending overlaps the model call.
+      const run = (k: number): Promise<Tensor> => {
         const group = jobs.slice(k, k + batch);
         const tiles = new Tensor(group.length, x.c, tile, tile);
         const sig = new Float32Array(group.length);
@@ -121,8 +122,13 @@ export function tiledDenoiser(inner: Denoiser, options: TileOptions): Denoiser &
             }
           }
         });
-        const out = await inner.denoise(tiles, sig);
-        group.forEach((j, i) => {
+        return inner.denoise(tiles, sig);
+      };
+      let pending = jobs.length > 0 ? run(0) : undefined;
+      for (let k = 0; k < jobs.length; k += batch) {
+        const out = await (pending as Promise<Tensor>);
+        pending = k + batch < jobs.length ? run(k + batch) : undefined;
+        jobs.slice(k, k + batch).forEach((j, i) => {
           for (let r = 0; r < tile; r++) {
             const wr = ramp[r];
             for (let u = 0; u < tile; u++) {
