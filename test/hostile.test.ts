@@ -92,6 +92,7 @@ beforeAll(async () => {
   writeFileSync(at('no-trailer.gif'), gif.subarray(0, gif.length - 1));
   mkfifo(at('fifo.png'));
   mkfifo(at('fifo.onnx'));
+  mkfifo(at('modelpipe'));
 });
 
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -197,6 +198,25 @@ describe('what is not a regular file, or never ends, is refused at once (exit 3)
     const r = cm(['colorize', 'img.png', '-o', 'mf.png', '--model', 'fifo.onnx']);
     expect(r.status).toBe(4);
     oneLine(r, 'fifo.onnx: is a named pipe, not a model file');
+  });
+
+  test('--model NAME that is no installed model but a file here is read as that file (a pipe: refused as one)', () => {
+    const r = cm(['colorize', 'img.png', '-o', 'mf2.png', '--model', 'modelpipe']);
+    expect(r.status).toBe(4);
+    oneLine(r, 'modelpipe: is a named pipe, not a model file');
+    expect(cm(['colorize', 'img.png', '-o', 'mf3.png', '--model', 'no-such-model']).stderr.toString()).toContain(
+      'no-such-model: no installed model of that name (see: cm models), and not a path',
+    );
+  });
+
+  test('an output name too long for the file system: said before the model runs', () => {
+    const name = `${'a'.repeat(300)}.png`;
+    const r = cm(['colorize', 'img.png', '-o', name]);
+    expect(r.status).toBe(3);
+    oneLine(r, `${name}: cannot write (file name too long)`);
+    const events = cm(['colorize', 'img.png', '-o', name, '--progress', 'json']).stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l));
+    expect(events.some((e) => e.event === 'step')).toBe(false);
+    expect(events.some((e) => e.event === 'file' && e.status === 'error')).toBe(true);
   });
 
   test('- given for both the image and the mask: said plainly, not "no image data"', () => {

@@ -112,7 +112,9 @@ export function checkOutput(path: string, force: boolean, create = false): void 
 function statIfExists(path: string): Stats | undefined {
   try {
     return statSync(path);
-  } catch {
+  } catch (e) {
+    // Said before any work, in the words writeOutput would use after it.
+    if ((e as NodeJS.ErrnoException).code === 'ENAMETOOLONG') throw new InputError(`${path}: cannot write (file name too long)`);
     return undefined;
   }
 }

@@ -1,6 +1,7 @@
 /**
  * Model names: `--model NAME` looks for NAME.onnx in the package's models/ folder (shipped models), then in fixtures/
- * (the tiny test model); anything with a slash or an .onnx ending is a path.
+ * (the tiny test model); anything with a slash or an .onnx ending is a path, and so is a bare name that is no installed
+ * model but names an existing file.
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
@@ -25,6 +26,9 @@ export function resolveModel(spec: string | undefined): string | undefined {
       if (existsSync(p)) return p;
     }
   }
+  // A bare name that is no installed model but names something here is taken as a path (a file, or a pipe that
+  // readModelFile refuses with its own message).
+  if (spec !== undefined && existsSync(spec)) return spec;
   return undefined;
 }
 
