@@ -14,6 +14,7 @@ import { unconstrained } from '../src/editing/operator.js';
 import { halvingsToFit, holeWindows } from '../src/editing/regions.js';
 import { Rng } from '../src/rng.js';
 import { editFullResolution } from '../src/sampler/fullres.js';
+import { carryUp } from '../src/sampler/pyramid.js';
 import { gaussianNoise, sample, type Denoiser } from '../src/sampler/sample.js';
 import { karrasSigma } from '../src/sampler/schedule.js';
 import { mirrorPad, rampWeight, tiledDenoiser, tileStarts } from '../src/sampler/tiles.js';
@@ -120,6 +121,20 @@ describe('coarse to fine and windows', () => {
     expect(wins).toHaveLength(2);
     for (const r of wins) expect(r.x >= 0 && r.y >= 0 && r.x + r.w <= 400 && r.y + r.h <= 300 && r.w >= 64 && r.h >= 64).toBe(true);
     expect(halvingsToFit(1000, 700, 64)).toBe(4);
+  });
+
+  test('a finer level starts from its own classical estimate plus the coarser level\'s sampled change, upsampled', () => {
+    const img = randomTensor(21, 1, 3, 48, 64).map((v) => 0.7 * v);
+    const keep = new Tensor(1, 1, 48, 64);
+    for (let y = 0; y < 48; y++) for (let x = 0; x < 64; x++) keep.data[y * 64 + x] = x > 10 && x < 50 && y > 8 && y < 40 ? 0 : 1;
+    const fine = inpaintOperator(img, keep);
+    const coarse = fine.coarsen?.();
+    if (!coarse) throw new Error('inpaint has a coarser version');
+    // Sampling that changed nothing at the coarse level: the fine level gets exactly its own harmonic fill.
+    expect(maxAbsDiff(carryUp(fine, coarse, coarse.estimate()), fine.estimate())).toBe(0);
+    // A change of c everywhere at the coarse level comes up as c (bicubic keeps constants).
+    const shifted = coarse.estimate().map((v) => v + 0.25);
+    expect(maxAbsDiff(carryUp(fine, coarse, shifted), fine.estimate().map((v) => v + 0.25))).toBeLessThan(1e-5);
   });
 
   test('colorize coarse to fine keeps the full-resolution luminance exactly', async () => {

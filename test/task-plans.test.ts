@@ -8,10 +8,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, test } from 'vitest';
+import { chooseSampling } from '../src/commands/common.js';
 import { ModelError } from '../src/errors.js';
 import { parseModelCard } from '../src/runtime/card.js';
+import { readModelFile } from '../src/runtime/model.js';
+import { gridIndexOf, karrasSigma } from '../src/sampler/schedule.js';
 import { withMetadata } from './helpers/onnx.js';
-import { CM_BIN, TINY_MODEL } from './helpers/paths.js';
+import { CM_BIN, ROOT, TINY_MODEL } from './helpers/paths.js';
 
 let dir: string;
 const at = (name: string): string => join(dir, name);
@@ -114,6 +117,14 @@ describe('cm.task_plans', () => {
     const r = run('colorize', 'img.png', '--model', TINY_MODEL, '-o', 'never.png', ...flags);
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(message);
+  });
+
+  test('coarse to fine refines at sigma 0.4 and 0.1, never noisier than the task\'s own plan starts', async () => {
+    const file = await readModelFile(join(ROOT, 'models', 'default.onnx'));
+    const { grid } = file.card;
+    const refineOf = (task: 'inpaint' | 'colorize', ts: string) => chooseSampling({ ts } as never, file, task, 1).refine.sigmas;
+    expect(refineOf('colorize', '19,39')).toEqual([0.4, 0.1, grid.sigmaMin].map((s) => karrasSigma(grid, Math.round(gridIndexOf(grid, s)))));
+    expect(refineOf('inpaint', '38,39')).toEqual([karrasSigma(grid, 38), karrasSigma(grid, 39)]);
   });
 
   test('cm models info shows the task plans', () => {

@@ -246,7 +246,10 @@ export function chooseSampling(
   else if (entry?.ts) plan = planFromTs(grid, entry.ts, `the model's ${task} plan for ${k} evaluations`);
   else plan = planForSteps(grid, k, plans);
   const base = args.ts !== undefined ? { ...PAPER, start: (plan.ts?.[0] ?? 0) > 0 ? ('estimate' as const) : ('known' as const) } : (entry ?? PAPER);
-  const refineTs = [...new Set(REFINE_SIGMAS.map((s) => Math.min(grid.size - 2, Math.max(0, Math.round(gridIndexOf(grid, s))))))];
+  // The finer levels never start noisier than the task's own plan (a plan search that found the model best used at
+  // sigma 0.003 is not overruled at sigma 0.4 one level up).
+  const floor = plan.ts?.[0] ?? 0;
+  const refineTs = [...new Set(REFINE_SIGMAS.map((s) => Math.min(grid.size - 2, Math.max(floor, Math.round(gridIndexOf(grid, s))))))];
   return {
     plan,
     start: args.start ?? base.start,

@@ -5,7 +5,7 @@
  */
 import { cropTensor, halveTensor, Tensor } from '../tensor.js';
 import { projectBlockInRange } from './box.js';
-import { once, type Operator } from './operator.js';
+import type { Operator } from './operator.js';
 
 /** ITU-R BT.601 luma weights, as in the paper's code. */
 export const LUMA: readonly [number, number, number] = [0.2989, 0.587, 0.114];
@@ -46,10 +46,11 @@ export function colorizeOperator(y: Tensor): Operator {
   const target = luminance(y);
   return {
     start: withLuminance(y.zerosLike(), target),
-    estimate: once(() => {
+    // Not cached: cheap to make, and coarse to fine asks each level for it once (a cached 4000x3000 plane would stay).
+    estimate: () => {
       const plane = y.h * y.w;
       return y.map((_, i) => target.data[Math.floor(i / (3 * plane)) * plane + (i % plane)]);
-    }),
+    },
     project: (x) => withLuminance(x, target),
     crop: (x0, y0, w, h) => colorizeOperator(cropTensor(y, x0, y0, w, h)),
     coarsen: () => colorizeOperator(halveTensor(y)),

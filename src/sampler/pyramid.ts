@@ -1,13 +1,20 @@
 /**
  * Coarse to fine (ALGORITHMS.md section 5), for what does not fit in one tile: the colours of a whole scene, a big
- * hole. The coarsest level is sampled with the task's own plan; every finer level starts from the coarser result
- * upsampled (bicubic) as its warm start, projected onto that level's known data, and runs a short low-sigma plan. It
- * is the same sampler at every level. A level marked not to be sampled only takes the upsampled result, projected
- * (colorize above a working size: the chroma comes from below, the luminance is the image's own). Pure.
+ * hole. The coarsest level is sampled with the task's own plan; every finer level gets a warm start made from the
+ * coarser result, projected onto that level's known data, and runs a short low-sigma plan. It is the same sampler at
+ * every level. A level marked not to be sampled only takes its warm start, projected (colorize above a working
+ * size: the chroma comes from below, the luminance is the image's own).
+ *
+ * The warm start of a finer level is its own classical estimate plus what sampling added to the coarser level's,
+ * upsampled: E_fine + up(x_coarse - E_coarse) (a Laplacian-pyramid step). What the classical method solves at any
+ * scale (a harmonic fill's smooth interior, the luminance's detail) is then solved at full resolution, and only the
+ * model's own contribution comes from below: plainly upsampling x_coarse instead measured 0.2-0.8 dB below the
+ * full-resolution harmonic fill on Kodak holes, and put the luminance detail of colorize along the luma axis, which
+ * tints edges green and magenta. Pure.
  */
 import { withEstimate, type Operator } from '../editing/operator.js';
 import { resample } from '../editing/resample.js';
-import type { Tensor } from '../tensor.js';
+import { Tensor } from '../tensor.js';
 import { sample, type Denoiser, type NoiseSource, type StartKind, type StepEvent } from './sample.js';
 
 export interface Stage {
@@ -43,7 +50,7 @@ export async function sampleCoarseToFine(denoiser: Denoiser | ((level: number) =
   let x: Tensor | undefined;
   for (let l = 0; l < o.levels.length; l++) {
     const { operator, sample: run } = o.levels[l];
-    const op = x ? withEstimate(operator, resample(x, operator.start.w, operator.start.h, 'bicubic')) : operator;
+    const op = x ? withEstimate(operator, carryUp(operator, o.levels[l - 1].operator, x)) : operator;
     if (x && !run) {
       x = op.projectInRange(op.project(op.estimate()));
       continue;
@@ -61,4 +68,15 @@ export async function sampleCoarseToFine(denoiser: Denoiser | ((level: number) =
     });
   }
   return x as Tensor;
+}
+
+/** E_fine + up(x_coarse - E_coarse): the finer level's estimate plus the coarser level's sampled change, upsampled. */
+export function carryUp(fine: Operator, coarse: Operator, xCoarse: Tensor): Tensor {
+  const ec = coarse.estimate();
+  const change = new Tensor(xCoarse.n, xCoarse.c, xCoarse.h, xCoarse.w);
+  for (let i = 0; i < change.data.length; i++) change.data[i] = xCoarse.data[i] - ec.data[i];
+  const out = resample(change, fine.start.w, fine.start.h, 'bicubic');
+  const ef = fine.estimate();
+  for (let i = 0; i < out.data.length; i++) out.data[i] += ef.data[i];
+  return out;
 }
