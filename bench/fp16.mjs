@@ -29,6 +29,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { codeVersion, machine, parseFlags, RESULTS, ROOT, round } from './lib/common.mjs';
+import { rng } from './lib/images.mjs';
 import { median } from './lib/metrics.mjs';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
@@ -108,18 +109,6 @@ const run = async (session, x, sigma, n) => {
 
 // ---- inputs -------------------------------------------------------------------------------------------------------------
 
-function rng(seed) {
-  let s = seed >>> 0;
-  const u = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const gauss = () => Math.sqrt(-2 * Math.log(1 - u())) * Math.cos(2 * Math.PI * u());
-  return { u, gauss };
-}
 
 const PIX = 3 * RES * RES;
 /** One image in [-1, 1], 3 x 64 x 64 (planar). */
@@ -132,7 +121,7 @@ function image(kind, r) {
         const v = y / (RES - 1);
         const smooth =
           0.55 * Math.sin(2 * Math.PI * (0.7 * u + 0.3 * v + c / 3)) * Math.cos(Math.PI * (1.3 * v - 0.4 * u)) + 0.35 * (u - v) * (c - 1);
-        img[c * RES * RES + y * RES + x] = kind === 'random' ? 2 * r.u() - 1 : Math.max(-1, Math.min(1, smooth));
+        img[c * RES * RES + y * RES + x] = kind === 'random' ? 2 * r.uniform() - 1 : Math.max(-1, Math.min(1, smooth));
       }
     }
   }
@@ -145,7 +134,7 @@ function batchOf(kind, seed) {
   const clean = image(kind, r);
   const x = new Float32Array(SIGMAS.length * PIX);
   SIGMAS.forEach((s, i) => {
-    for (let j = 0; j < PIX; j++) x[i * PIX + j] = clean[j] + s * r.gauss();
+    for (let j = 0; j < PIX; j++) x[i * PIX + j] = clean[j] + s * r.normal();
   });
   return { x, sigma: Float32Array.from(SIGMAS) };
 }

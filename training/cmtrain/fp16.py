@@ -172,6 +172,20 @@ def _constants_to_initializers(model: onnx.ModelProto) -> None:
     g.node.extend(keep)
 
 
+def _finish(model: onnx.ModelProto, precision: str) -> onnx.ModelProto:
+    """Drop the stale shape annotations, set cm.precision (replacing an earlier one) and check the model."""
+    del model.graph.value_info[:]
+    for entry in model.metadata_props:
+        if entry.key == "cm.precision":
+            entry.value = precision
+            break
+    else:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = "cm.precision", precision
+    onnx.checker.check_model(model)
+    return model
+
+
 def to_fp16(model: onnx.ModelProto, keep_ops=KEEP_FP32_OPS, keep_nodes=(), noise_input: str = NOISE_INPUT
             ) -> onnx.ModelProto:
     """The float16 variant of a cm model (see the module's docstring for the rules). Pure: `model` is not changed."""
@@ -247,16 +261,7 @@ def to_fp16(model: onnx.ModelProto, keep_ops=KEEP_FP32_OPS, keep_nodes=(), noise
     kept = [t for name, t in init.items() if name in used_inits]
     del g.initializer[:]
     g.initializer.extend(kept + list(new_inits.values()))
-    del g.value_info[:]
-    for entry in model.metadata_props:
-        if entry.key == "cm.precision":
-            entry.value = "fp16"
-            break
-    else:
-        entry = model.metadata_props.add()
-        entry.key, entry.value = "cm.precision", "fp16"
-    onnx.checker.check_model(model)
-    return model
+    return _finish(model, "fp16")
 
 
 def emulate_fp16(model: onnx.ModelProto, keep_ops=KEEP_FP32_OPS, keep_nodes=(), noise_input: str = NOISE_INPUT
@@ -312,16 +317,7 @@ def emulate_fp16(model: onnx.ModelProto, keep_ops=KEEP_FP32_OPS, keep_nodes=(), 
     kept = [t for t in list(g.initializer) + new_inits if t.name in read]
     del g.initializer[:]
     g.initializer.extend(kept)
-    del g.value_info[:]
-    for entry in model.metadata_props:
-        if entry.key == "cm.precision":
-            entry.value = "fp16-emulated"
-            break
-    else:
-        entry = model.metadata_props.add()
-        entry.key, entry.value = "cm.precision", "fp16-emulated"
-    onnx.checker.check_model(model)
-    return model
+    return _finish(model, "fp16-emulated")
 
 
 def summary(src: onnx.ModelProto, dst: onnx.ModelProto) -> str:
