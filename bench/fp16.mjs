@@ -28,9 +28,9 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { codeVersion, machine, parseFlags, RESULTS, ROOT, round } from './lib/common.mjs';
+import { codeVersion, machine, parseFlags, RESULTS, ROOT, round, sessionOptions } from './lib/common.mjs';
 import { rng } from './lib/images.mjs';
-import { median } from './lib/metrics.mjs';
+import { median, psnrOfMse } from './lib/metrics.mjs';
 
 process.env.ORT_DISABLE_TELEMETRY = '1';
 const ort = (await import('onnxruntime-node')).default;
@@ -46,6 +46,7 @@ const python = typeof flags.python === 'string' ? flags.python : existsSync('/us
 const keepOps = typeof flags['keep-fp32-ops'] === 'string' ? flags['keep-fp32-ops'] : flags['keep-fp32-ops'] === true ? '' : undefined;
 const outDir = typeof flags.out === 'string' ? flags.out : RESULTS;
 const stem = provider === 'cpu' ? 'fp16' : `fp16-${provider}`;
+const keepFlag = keepOps === undefined ? [] : ['--keep-fp32-ops', keepOps];
 const SIGMAS = [0.01, 0.1, 0.5, 2, 10, 80];
 const RES = 64;
 const BATCHES = [1, 4];
@@ -59,7 +60,7 @@ const work = mkdtempSync(join(tmpdir(), 'cm-bench-fp16-'));
 // ---- the variant and its emulation ----------------------------------------------------------------------------------
 
 function convert(out, extra) {
-  const args = ['-m', 'cmtrain.fp16', modelPath, out, ...extra, ...(keepOps === undefined ? [] : ['--keep-fp32-ops', keepOps])];
+  const args = ['-m', 'cmtrain.fp16', modelPath, out, ...extra, ...keepFlag];
   const r = spawnSync(python, args, { cwd: join(ROOT, 'training'), encoding: 'utf8', env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' } });
   if (r.status !== 0) return { ok: false, why: (r.error?.message ?? r.stderr.trim().split('\n').pop()) || `exit ${r.status}` };
   log(r.stdout.trim());
@@ -82,16 +83,9 @@ if (!emu.ok) log(`no emulation: ${emu.why}`);
 
 // ---- sessions ---------------------------------------------------------------------------------------------------------
 
-const sessionOptions = (ep) => ({
-  executionProviders: [ep === 'cuda' ? { name: 'cuda', deviceId: 0 } : ep],
-  graphOptimizationLevel: 'all',
-  intraOpNumThreads: threads,
-  interOpNumThreads: 1,
-  logSeverityLevel: 3,
-});
 async function open(path, ep) {
   try {
-    return await ort.InferenceSession.create(path, sessionOptions(ep));
+    return await ort.InferenceSession.create(path, sessionOptions({ threads, provider: ep }));
   } catch (e) {
     const hint = ep === 'cuda' ? ' (the CUDA provider comes with `ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node`)' : '';
     process.stderr.write(`cannot start ${path} on ${ep}: ${String(e?.message ?? e).split('\n')[0]}${hint}\n`);
@@ -167,7 +161,7 @@ function compare(ref, got, from, to) {
     mean_abs: sum / n,
     max_grey: max * 127.5,
     mean_grey: (sum / n) * 127.5,
-    psnr_db: nonFinite ? 0 : mse > 0 ? 10 * Math.log10(4 / mse) : 99,
+    psnr_db: nonFinite ? 0 : psnrOfMse(mse * 127.5 ** 2),
     changed_8bit: changed8 / n,
     non_finite: nonFinite,
     mse,
@@ -179,7 +173,7 @@ const summarise = (rows) => {
   return {
     max_grey: Math.max(...s.map((r) => r.max_grey)),
     mean_grey: s.reduce((a, r) => a + r.mean_grey, 0) / s.length,
-    psnr_db: s.some((r) => r.non_finite) ? 0 : mse > 0 ? 10 * Math.log10(4 / mse) : 99,
+    psnr_db: s.some((r) => r.non_finite) ? 0 : psnrOfMse(mse * 127.5 ** 2),
     changed_8bit: s.reduce((a, r) => a + r.changed_8bit, 0) / s.length,
     non_finite: s.reduce((a, r) => a + r.non_finite, 0),
   };
@@ -252,13 +246,14 @@ const cpuNote =
       'between consecutive such ops; so on the CPU the variant costs casts and saves nothing, and its outputs there ' +
       'carry float16 weights but fewer float16 roundings of activations than a GPU would make (the emulation rounds them all).'
     : `Measured on ${provider}: inputs and outputs are copied between host and device on every call, as the CLI does.`;
+const keepText = keepOps === undefined ? '' : ` --keep-fp32-ops '${keepOps}'`;
 const result = {
   measured: startedAt,
   seconds: round(seconds, 1),
   model: modelPath,
-  fp16: typeof flags.fp16 === 'string' ? fp16Path : `made by python3 -m cmtrain.fp16${keepOps === undefined ? '' : ` --keep-fp32-ops '${keepOps}'`}`,
+  fp16: typeof flags.fp16 === 'string' ? fp16Path : `made by python3 -m cmtrain.fp16${keepText}`,
   conversion,
-  emulation: emu.ok ? `python3 -m cmtrain.fp16 --emulate${keepOps === undefined ? '' : ` --keep-fp32-ops '${keepOps}'`}` : `none: ${emu.why}`,
+  emulation: emu.ok ? `python3 -m cmtrain.fp16 --emulate${keepText}` : `none: ${emu.why}`,
   provider,
   threads,
   onnxruntime_node: ortVersion,

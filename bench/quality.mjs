@@ -444,8 +444,9 @@ function markdown(meta, main, fullRes, sheetFiles) {
       const c = r.methods['cm (defaults)'];
       if (!base.length || !c) continue;
       const b = base.reduce((a, x) => (x[1].psnr > a[1].psnr ? x : a));
-      const d = c.psnr - b[1].psnr;
-      s += `| ${r.variant} | ${r.images} | ${b[0]}: ${fmt(b[1].psnr)}, ${fmt(b[1].sharp)} | ${fmt(c.psnr)}, ${fmt(c.sharp)} | ${d >= 0 ? '+' : ''}${(Math.abs(d) < 0.005 ? 0 : d).toFixed(2)} dB | ${Math.abs(d) < 0.005 ? 'ties the baseline' : d > 0 ? 'beats the baseline' : '**misses the baseline**'} |\n`;
+      const raw = c.psnr - b[1].psnr;
+      const d = Math.abs(raw) < 0.005 ? 0 : raw; // a tie below what the table shows
+      s += `| ${r.variant} | ${r.images} | ${b[0]}: ${fmt(b[1].psnr)}, ${fmt(b[1].sharp)} | ${fmt(c.psnr)}, ${fmt(c.sharp)} | ${d >= 0 ? '+' : ''}${d.toFixed(2)} dB | ${d === 0 ? 'ties the baseline' : d > 0 ? 'beats the baseline' : '**misses the baseline**'} |\n`;
     }
     return s;
   };

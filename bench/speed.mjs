@@ -17,7 +17,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { assembleResults, chooseModel, codeVersion, machine, modelCard, parseFlags, records, RESULTS, ROOT, round, runCli } from './lib/common.mjs';
+import { assembleResults, chooseModel, codeVersion, machine, modelCard, parseFlags, records, RESULTS, ROOT, round, runCli, sessionOptions } from './lib/common.mjs';
 import { cropsOf, loadPhoto, makeMask, maskPlane, photoPaths } from './lib/data.mjs';
 import { boxDown, saveGrayPng, savePng } from './lib/images.mjs';
 import { median } from './lib/metrics.mjs';
@@ -69,13 +69,7 @@ ort.env.logLevel = 'fatal';
 const modelBytes = readFileSync(model);
 const ortMs = {};
 for (const threads of threadCounts) {
-  const session = await ort.InferenceSession.create(modelBytes, {
-    executionProviders: ['cpu'],
-    graphOptimizationLevel: 'all',
-    intraOpNumThreads: threads,
-    interOpNumThreads: 1,
-    logSeverityLevel: 3,
-  });
+  const session = await ort.InferenceSession.create(modelBytes, sessionOptions({ threads }));
   ortMs[threads] = {};
   for (const b of batches) {
     const x = new Float32Array(b * 3 * RES * RES);

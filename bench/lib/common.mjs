@@ -98,3 +98,14 @@ export function codeVersion() {
     return { commit: 'unknown', srcChanged: [] };
   }
 }
+
+/** onnxruntime session options as the CLI sets them (src/runtime/session.ts), for benchmarks that open sessions. */
+export function sessionOptions({ threads, provider = 'cpu' }) {
+  return {
+    executionProviders: [provider === 'cuda' ? { name: 'cuda', deviceId: 0 } : provider],
+    graphOptimizationLevel: 'all',
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    logSeverityLevel: 3,
+  };
+}

@@ -24,7 +24,8 @@ function channel(img, c) {
   return out;
 }
 
-function psnrOfMse(mse) {
+/** PSNR in dB of a mean squared error in 0-255 units (99 for none). */
+export function psnrOfMse(mse) {
   return mse <= 0 ? 99 : 10 * Math.log10((255 * 255) / mse);
 }
 
