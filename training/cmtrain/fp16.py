@@ -119,7 +119,7 @@ def classify(model: onnx.ModelProto, keep_ops=KEEP_FP32_OPS, keep_nodes=(), nois
     for k, node in enumerate(g.node):
         if not any(is_float(o) for o in node.output):
             prec[k] = "none"
-        elif deps[node.output[0]] == {noise_input}:
+        elif sigma_only(node.output[0]):
             prec[k], why[k] = "fp32", "sigma-only"
         elif deps[node.output[0]] == set():
             prec[k] = "const"
@@ -172,6 +172,13 @@ def _constants_to_initializers(model: onnx.ModelProto) -> None:
     g.node.extend(keep)
 
 
+def _prepared(model: onnx.ModelProto, keep_ops, keep_nodes, noise_input: str):
+    """A copy of the model with its float constants as initializers, and its nodes classified."""
+    model = copy.deepcopy(model)
+    _constants_to_initializers(model)
+    return model, classify(model, keep_ops, keep_nodes, noise_input)
+
+
 def _finish(model: onnx.ModelProto, precision: str) -> onnx.ModelProto:
     """Drop the stale shape annotations, set cm.precision (replacing an earlier one) and check the model."""
     del model.graph.value_info[:]
@@ -189,10 +196,8 @@ def _finish(model: onnx.ModelProto, precision: str) -> onnx.ModelProto:
 def to_fp16(model: onnx.ModelProto, keep_ops=KEEP_FP32_OPS, keep_nodes=(), noise_input: str = NOISE_INPUT
             ) -> onnx.ModelProto:
     """The float16 variant of a cm model (see the module's docstring for the rules). Pure: `model` is not changed."""
-    model = copy.deepcopy(model)
-    _constants_to_initializers(model)
+    model, info = _prepared(model, keep_ops, keep_nodes, noise_input)
     g = model.graph
-    info = classify(model, keep_ops, keep_nodes, noise_input)
     prec, types, opset = info["prec"], info["types"], info["opset"]
     graph_inputs = {i.name for i in g.input}
     init = {i.name: i for i in g.initializer}
@@ -272,10 +277,8 @@ def emulate_fp16(model: onnx.ModelProto, keep_ops=KEEP_FP32_OPS, keep_nodes=(), 
     back). For measuring the variant's error on a CPU: onnxruntime's CPU provider has no float16 kernels for most
     ops, runs them in float32 between inserted casts and then drops the casts between consecutive such ops, so the
     variant itself, run there, rounds fewer activations than a GPU would. Pure."""
-    model = copy.deepcopy(model)
-    _constants_to_initializers(model)
+    model, info = _prepared(model, keep_ops, keep_nodes, noise_input)
     g = model.graph
-    info = classify(model, keep_ops, keep_nodes, noise_input)
     prec, types, opset = info["prec"], info["types"], info["opset"]
     init = {i.name: i for i in g.initializer}
     rounded_by = {}     # tensor -> its float16-rounded twin
@@ -291,26 +294,23 @@ def emulate_fp16(model: onnx.ModelProto, keep_ops=KEEP_FP32_OPS, keep_nodes=(), 
             nodes.append(node)
             continue
         for idx, name in enumerate(node.input):
-            if not name or types.get(name) != FLOAT or not _convertible(node, idx, opset) or name in rounded_by:
-                if name in rounded_by and _convertible(node, idx, opset):
-                    node.input[idx] = rounded_by[name]
+            if not name or types.get(name) != FLOAT or not _convertible(node, idx, opset):
                 continue
-            twin = f"{name}__r16"
-            if name in init:
-                a = numpy_helper.to_array(init[name]).astype(np.float16).astype(np.float32)
-                new_inits.append(numpy_helper.from_array(a, twin))
-            else:
-                rounding(name, twin)
-            rounded_by[name] = twin
-            node.input[idx] = twin
-        for idx, o in enumerate(node.output):
-            if o and types.get(o) == FLOAT:
-                node.output[idx] = f"{o}__raw"
-                rounded_by[o] = o      # already rounded under its own name
+            if name not in rounded_by:
+                twin = f"{name}__r16"
+                if name in init:
+                    a = numpy_helper.to_array(init[name]).astype(np.float16).astype(np.float32)
+                    new_inits.append(numpy_helper.from_array(a, twin))
+                else:
+                    rounding(name, twin)
+                rounded_by[name] = twin
+            node.input[idx] = rounded_by[name]
+        raw = [o for o in node.output if o and types.get(o) == FLOAT]
+        node.output[:] = [f"{o}__raw" if o in raw else o for o in node.output]
         nodes.append(node)
-        for idx, o in enumerate(node.output):
-            if o.endswith("__raw") and rounded_by.get(o[:-5]) == o[:-5]:
-                rounding(o, o[:-5])
+        for o in raw:
+            rounded_by[o] = o  # rounded under its own name
+            rounding(f"{o}__raw", o)
     del g.node[:]
     g.node.extend(nodes)
     read = {i for n in nodes for i in n.input}
