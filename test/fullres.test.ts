@@ -131,10 +131,10 @@ describe('coarse to fine and windows', () => {
     const coarse = fine.coarsen?.();
     if (!coarse) throw new Error('inpaint has a coarser version');
     // Sampling that changed nothing at the coarse level: the fine level gets exactly its own harmonic fill.
-    expect(maxAbsDiff(carryUp(fine, coarse, coarse.estimate()), fine.estimate())).toBe(0);
+    expect(maxAbsDiff(carryUp(fine.estimate(), coarse.estimate(), coarse.estimate()), fine.estimate())).toBe(0);
     // A change of c everywhere at the coarse level comes up as c (bicubic keeps constants).
     const shifted = coarse.estimate().map((v) => v + 0.25);
-    expect(maxAbsDiff(carryUp(fine, coarse, shifted), fine.estimate().map((v) => v + 0.25))).toBeLessThan(1e-5);
+    expect(maxAbsDiff(carryUp(fine.estimate(), coarse.estimate(), shifted), fine.estimate().map((v) => v + 0.25))).toBeLessThan(1e-5);
   });
 
   test('colorize coarse to fine keeps the full-resolution luminance exactly', async () => {

@@ -50,27 +50,15 @@ export function superresOperator(y: Tensor, p: number): Operator {
     start: keep,
     estimate: once(() => resample(target, y.w, y.h, 'lanczos3')),
     project: (x) => {
-      // x - upsampleNearest(patchMeans(x)) + keep, patch by patch (the mean rounded to float32 as patchMeans stores it).
-      checkFactor(x, p);
+      // x - upsampleNearest(patchMeans(x)) + keep, without making the upsampled plane.
+      const means = patchMeans(x, p);
       const out = x.zerosLike();
-      const xd = x.data;
-      const kd = keep.data;
-      const o = out.data;
-      const inv = 1 / (p * p);
+      const [xd, kd, o, md] = [x.data, keep.data, out.data, means.data];
       for (let nc = 0; nc < x.n * x.c; nc++) {
-        for (let py = 0; py < x.h / p; py++) {
-          for (let px = 0; px < x.w / p; px++) {
-            const first = (nc * x.h + py * p) * x.w + px * p;
-            let sum = 0;
-            for (let dy = 0; dy < p; dy++) for (let dx = 0; dx < p; dx++) sum += xd[first + dy * x.w + dx];
-            const mean = Math.fround(sum * inv);
-            for (let dy = 0; dy < p; dy++) {
-              for (let dx = 0; dx < p; dx++) {
-                const i = first + dy * x.w + dx;
-                o[i] = xd[i] - mean + kd[i];
-              }
-            }
-          }
+        for (let y = 0; y < x.h; y++) {
+          const m = (nc * means.h + Math.floor(y / p)) * means.w;
+          const r = (nc * x.h + y) * x.w;
+          for (let u = 0; u < x.w; u++) o[r + u] = xd[r + u] - md[m + Math.floor(u / p)] + kd[r + u];
         }
       }
       return out;

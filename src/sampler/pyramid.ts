@@ -15,7 +15,7 @@
  */
 import { withEstimate, type Operator } from '../editing/operator.js';
 import { resample } from '../editing/resample.js';
-import { Tensor } from '../tensor.js';
+import { addScaled, type Tensor } from '../tensor.js';
 import { sample, type Denoiser, type NoiseSource, type StartKind, type StepEvent } from './sample.js';
 
 export interface Stage {
@@ -49,9 +49,16 @@ export interface CoarseToFineOptions {
 export async function sampleCoarseToFine(denoiser: Denoiser | ((level: number) => Denoiser), o: CoarseToFineOptions): Promise<Tensor> {
   if (o.levels.length === 0) throw new RangeError('sampleCoarseToFine: no levels');
   let x: Tensor | undefined;
+  // The classical estimate of the level x was sampled at: each level's is made once and handed up.
+  let below: Tensor | undefined;
   for (let l = 0; l < o.levels.length; l++) {
     const { operator, sample: run } = o.levels[l];
-    const op = x ? withEstimate(operator, carryUp(operator, o.levels[l - 1].operator, x)) : operator;
+    let op = operator;
+    if (x) {
+      const own = operator.estimate();
+      op = withEstimate(operator, carryUp(own, below ?? o.levels[l - 1].operator.estimate(), x));
+      below = own;
+    }
     if (x && !run) {
       x = op.projectInRange(op.project(op.estimate()));
       continue;
@@ -72,12 +79,10 @@ export async function sampleCoarseToFine(denoiser: Denoiser | ((level: number) =
 }
 
 /** E_fine + up(x_coarse - E_coarse): the finer level's estimate plus the coarser level's sampled change, upsampled. */
-export function carryUp(fine: Operator, coarse: Operator, xCoarse: Tensor): Tensor {
-  const ec = coarse.estimate();
-  const change = new Tensor(xCoarse.n, xCoarse.c, xCoarse.h, xCoarse.w);
-  for (let i = 0; i < change.data.length; i++) change.data[i] = xCoarse.data[i] - ec.data[i];
-  const out = resample(change, fine.start.w, fine.start.h, 'bicubic');
-  const ef = fine.estimate();
-  for (let i = 0; i < out.data.length; i++) out.data[i] += ef.data[i];
+export function carryUp(fineEstimate: Tensor, coarseEstimate: Tensor, xCoarse: Tensor): Tensor {
+  const change = addScaled(xCoarse, -1, coarseEstimate);
+  const out = resample(change, fineEstimate.w, fineEstimate.h, 'bicubic');
+  const ef = fineEstimate.data;
+  for (let i = 0; i < out.data.length; i++) out.data[i] += ef[i];
   return out;
 }
