@@ -68,27 +68,28 @@ const ort = await import('onnxruntime-node');
 ort.env.logLevel = 'fatal';
 const modelBytes = readFileSync(model);
 const ortMs = {};
+/** Median ms per call of `b` model-sized images (3 warm-up calls excluded). */
+async function evalMs(session, b, reps) {
+  const x = new Float32Array(b * 3 * RES * RES);
+  let s = 12345;
+  for (let i = 0; i < x.length; i++) {
+    s = (s * 1103515245 + 12345) >>> 0;
+    x[i] = (s / 2 ** 32) * 2 - 1;
+  }
+  const feeds = { x: new ort.Tensor('float32', x, [b, 3, RES, RES]), sigma: new ort.Tensor('float32', new Float32Array(b).fill(1), [b]) };
+  for (let i = 0; i < 3; i++) await session.run(feeds); // warm-up, excluded
+  const times = [];
+  for (let i = 0; i < reps; i++) {
+    const t0 = performance.now();
+    await session.run(feeds);
+    times.push(performance.now() - t0);
+  }
+  return round(median(times), 2);
+}
 for (const threads of threadCounts) {
   const session = await ort.InferenceSession.create(modelBytes, sessionOptions({ threads }));
   ortMs[threads] = {};
-  for (const b of batches) {
-    const x = new Float32Array(b * 3 * RES * RES);
-    let s = 12345;
-    for (let i = 0; i < x.length; i++) {
-      s = (s * 1103515245 + 12345) >>> 0;
-      x[i] = (s / 2 ** 32) * 2 - 1;
-    }
-    const feeds = { x: new ort.Tensor('float32', x, [b, 3, RES, RES]), sigma: new ort.Tensor('float32', new Float32Array(b).fill(1), [b]) };
-    for (let i = 0; i < 3; i++) await session.run(feeds); // warm-up, excluded
-    const times = [];
-    const reps = b >= 16 ? Math.max(3, Math.ceil(repeats / 2)) : repeats;
-    for (let i = 0; i < reps; i++) {
-      const t0 = performance.now();
-      await session.run(feeds);
-      times.push(performance.now() - t0);
-    }
-    ortMs[threads][b] = round(median(times), 2);
-  }
+  for (const b of batches) ortMs[threads][b] = await evalMs(session, b, b >= 16 ? Math.max(3, Math.ceil(repeats / 2)) : repeats);
   await session.release();
   log(`onnxruntime ${threads} thread(s): ${JSON.stringify(ortMs[threads])} ms per call`);
 }
@@ -176,15 +177,27 @@ const srIn = smoke ? 128 : 512; // Set5 image 1 is 512x512: 4x gives 2048x2048
 await sharpLib(set5[0]).resize(srIn, srIn).png().toFile(join(work, 'sr-in.png'));
 const fullres = {};
 {
+  // The reference, model-sized evaluations with the CLI's threads (2), is measured just before and just after the run
+  // and averaged, as this machine's speed drifts over minutes: per image at batch 4 (the network's best rate here,
+  // the strict reference) and one image alone in a call (a single evaluation).
+  const t = threadCounts.at(-1);
+  const refSession = await ort.InferenceSession.create(modelBytes, sessionOptions({ threads: t }));
+  const before = { 1: await evalMs(refSession, 1, repeats), 4: await evalMs(refSession, 4, repeats) };
+  await refSession.release();
   const run = await runMeasured(['superres', join(work, 'sr-in.png'), '-x', '4', '-o', join(work, 'sr-out.png'), '--threads', '2', ...common]);
   const rec = records(run, 'superres full')[0];
+  const refSession2 = await ort.InferenceSession.create(modelBytes, sessionOptions({ threads: t }));
+  const after = { 1: await evalMs(refSession2, 1, repeats), 4: await evalMs(refSession2, 4, repeats) };
+  await refSession2.release();
   const outPixels = (4 * srIn) ** 2;
-  // Throughput against one model-sized evaluation at the CLI's batch (4) and threads (2), measured above.
-  const oneEvalMs = (ortMs[threadCounts.at(-1)][4] ?? ortMs[threadCounts.at(-1)][1] * 4) / 4;
+  const oneEvalMs = (before[4] + after[4]) / 2 / 4;
+  const aloneMs = (before[1] + after[1]) / 2;
   const perEval = outPixels / (rec.seconds / rec.evaluations);
   const single = (RES * RES) / (oneEvalMs / 1000);
+  const alone = (RES * RES) / (aloneMs / 1000);
   fullres.superres = { input: `${srIn}x${srIn}`, output: `${4 * srIn}x${4 * srIn}`, evaluations: rec.evaluations, ts: rec.ts, wallSeconds: round(run.seconds, 2), cliSeconds: rec.seconds, maxRssMB: run.maxRssMB,
-    pixelsPerSecondPerEval: Math.round(perEval), singleEvalPixelsPerSecond: Math.round(single), ratio: round(perEval / single, 3), oneEvalMs: round(oneEvalMs, 2) };
+    pixelsPerSecondPerEval: Math.round(perEval), singleEvalPixelsPerSecond: Math.round(single), ratio: round(perEval / single, 3), oneEvalMs: round(oneEvalMs, 2),
+    aloneEvalPixelsPerSecond: Math.round(alone), ratioAlone: round(perEval / alone, 3), aloneEvalMs: round(aloneMs, 2), referenceMsPerCall: { before, after } };
 }
 log(`superres ${srIn} -> ${4 * srIn}: ${JSON.stringify(fullres.superres)}`);
 
@@ -366,7 +379,8 @@ function markdown(r) {
   s += `\n### Full resolution (the CLI, whole process, default plans; peak RSS from /usr/bin/time)\n\n`;
   s += `| case | evaluations | wall s | peak RSS MB | notes |\n|---|---|---|---|---|\n`;
   s += `| superres x4, ${f.superres.input} -> ${f.superres.output} (2 threads) | ${f.superres.evaluations} | ${f.superres.wallSeconds} | ${f.superres.maxRssMB ?? '-'} | ` +
-    `${f.superres.pixelsPerSecondPerEval} output pixels/s per evaluation, ${(100 * f.superres.ratio).toFixed(0)}% of one ${m.resolution}x${m.resolution} evaluation's ${f.superres.singleEvalPixelsPerSecond} (${f.superres.oneEvalMs} ms per image at batch 4, same run) |\n`;
+    `${f.superres.pixelsPerSecondPerEval} output pixels/s per evaluation: ${(100 * f.superres.ratio).toFixed(0)}% of a ${m.resolution}x${m.resolution} evaluation's best rate, ${f.superres.singleEvalPixelsPerSecond} (${f.superres.oneEvalMs} ms per image at batch 4), ` +
+    `${(100 * f.superres.ratioAlone).toFixed(0)}% of a single ${m.resolution}x${m.resolution} evaluation's ${f.superres.aloneEvalPixelsPerSecond} (${f.superres.aloneEvalMs} ms, one image per call); references timed just before and after the run |\n`;
   s += `| colorize, ${f.colorize.size} JPEG | ${f.colorize.evaluations} | ${f.colorize.wallSeconds} | ${f.colorize.maxRssMB ?? '-'} | coarse to fine, colours sampled up to 16 tiles across |\n`;
   for (const ext of ['jpg', 'png']) {
     const c = f[`inpaint30-${ext}`];

@@ -17,7 +17,7 @@ import { editFullResolution } from '../src/sampler/fullres.js';
 import { carryUp } from '../src/sampler/pyramid.js';
 import { gaussianNoise, sample, type Denoiser } from '../src/sampler/sample.js';
 import { karrasSigma } from '../src/sampler/schedule.js';
-import { mirrorPad, rampWeight, tiledDenoiser, tileStarts } from '../src/sampler/tiles.js';
+import { axisGrid, mirrorPad, planTiles, rampWeight, tiledDenoiser, tileStarts } from '../src/sampler/tiles.js';
 import { maxAbsDiff, Tensor } from '../src/tensor.js';
 import { randomTensor } from './helpers/arbitrary.js';
 import { CM_BIN, ROOT, TINY_MODEL } from './helpers/paths.js';
@@ -53,6 +53,50 @@ describe('tiles', () => {
         for (let i = 1; i < s.length; i++) expect(s[i] - s[i - 1]).toBeLessThanOrEqual(tile - overlap);
       }
     }
+  });
+
+  test('an axis keeps its tile count at every shift, and the grid can move by twice the overlap', () => {
+    for (const [size, tile, overlap] of [[2048, 128, 8], [2048, 168, 8], [768, 144, 8], [200, 64, 8], [65, 64, 16], [1000, 128, 0], [130, 128, 8]]) {
+      const g = axisGrid(size, tile, overlap);
+      if (size > tile) expect(g.shifts - 1).toBeGreaterThanOrEqual(Math.min(2 * overlap, tile - overlap - 1));
+      for (let shift = 0; shift < g.shifts; shift++) {
+        const s = tileStarts(size, tile, overlap, shift);
+        expect(s.length).toBeLessThanOrEqual(g.count);
+        expect(s[0]).toBe(0);
+        expect(s[s.length - 1] + tile).toBe(Math.max(size, tile));
+        for (let i = 1; i < s.length; i++) expect(s[i] - s[i - 1]).toBeLessThanOrEqual(tile - overlap);
+      }
+    }
+  });
+
+  test('fitted tiles hold no more pixels than tiles of the given side, and a pointwise denoiser cannot tell', async () => {
+    const rng = new Rng(17);
+    for (let k = 0; k < 200; k++) {
+      const [w, h] = [8 + Math.floor(rng.uniform() * 3000), 8 + Math.floor(rng.uniform() * 3000)];
+      const fixed = planTiles(w, h, 128, 8);
+      const fitted = planTiles(w, h, 128, 8, 192);
+      const cost = (g: typeof fixed) => g.x.count * g.y.count * g.tile ** 2;
+      expect(fixed.tile).toBe(128);
+      expect(fitted.tile >= 128 && fitted.tile <= 192 && fitted.tile % 8 === 0).toBe(true);
+      expect(cost(fitted)).toBeLessThanOrEqual(cost(fixed));
+    }
+    const fit = planTiles(2048, 2048, 128, 8, 192);
+    expect([fit.tile, fit.x.count, fit.y.count]).toEqual([168, 13, 13]);
+    // With the same function at every pixel, blending gives that function back whatever the tiles.
+    const pointwise: Denoiser = { denoise: async (x) => x.map((v) => Math.tanh(v)) };
+    const x = randomTensor(9, 1, 3, 150, 333);
+    const d = tiledDenoiser(pointwise, { tile: 64, overlap: 8, maxTile: 96, batch: 3 });
+    for (let call = 0; call < 3; call++) expect(maxAbsDiff(await d.denoise(x, new Float32Array([1])), x.map((v) => Math.tanh(v)))).toBeLessThan(1e-6);
+    // callPixels: fitted tiles larger than `tile` come fewer to a call, and the result is the same.
+    const { tile } = planTiles(333, 150, 64, 8, 96);
+    expect(tile).toBeGreaterThan(64);
+    const calls: number[] = [];
+    const byPixels = await tiledDenoiser(tileAware(calls), { tile: 64, overlap: 8, maxTile: 96, batch: 4, callPixels: 4 * 64 * 64 }).denoise(x, new Float32Array([1]));
+    const byCount = await tiledDenoiser(tileAware(), { tile: 64, overlap: 8, maxTile: 96, batch: 4 }).denoise(x, new Float32Array([1]));
+    const perCall = Math.max(1, Math.floor((4 * 64 * 64) / (tile * tile)));
+    expect(perCall).toBeLessThan(4);
+    expect(calls.slice(0, -1).every((n) => n === perCall)).toBe(true);
+    expect(maxAbsDiff(byPixels, byCount)).toBe(0);
   });
 
   test('blend weights are positive everywhere and 1 away from the overlap', () => {
@@ -207,13 +251,15 @@ describe('full resolution through the CLI', () => {
       const { data, w, h, c } = await raw(at(name));
       const col = new Float64Array(w - 1);
       for (let y = 0; y < h; y++) for (let x = 0; x < w - 1; x++) for (let k = 0; k < 3; k++) col[x] += Math.abs(data[(y * w + x + 1) * c + k] - data[(y * w + x) * c + k]);
-      // One evaluation: the first call's grid (no shift) of 128-pixel tiles. A seam sits where one tile ends and the
-      // next begins.
-      const starts = tileStarts(w, 128, overlap ?? 8, 0);
+      // One evaluation: the first call's grid (no shift) of tiles fitted to the image from 128 pixels up (to 192). A
+      // seam sits where one tile ends and the next begins.
+      const { tile } = planTiles(w, h, 128, overlap ?? 8, 192);
+      const starts = tileStarts(w, tile, overlap ?? 8, 0);
+      expect(starts.length).toBeGreaterThan(2);
       const border = new Set<number>();
       for (let i = 1; i < starts.length; i++) {
         border.add(starts[i] - 1); // the next tile begins
-        border.add(starts[i - 1] + 127); // the previous one ends
+        border.add(starts[i - 1] + tile - 1); // the previous one ends
       }
       let b = 0;
       let nb = 0;
@@ -232,6 +278,7 @@ describe('full resolution through the CLI', () => {
     };
     const blended = await ratio();
     const hard = await ratio(0);
+    console.info(`gradient across tile borders / inside: ${blended.toFixed(3)} blended, ${hard.toFixed(3)} without overlap`);
     expect(Math.abs(blended - 1)).toBeLessThan(0.1);
     expect(hard).toBeGreaterThan(1.1);
   });

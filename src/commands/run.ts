@@ -148,7 +148,7 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
     if (pending.length === 0) return;
     const tile = chooseTiling(args, file);
     const model = await batch.startModel(file, args);
-    const tiling = { ...tile, batch: perCall(args, model.device) };
+    const tiling = { ...tile, ...perCall(args, model.device, tile.tile) };
     try {
       // Images of at most one tile are gathered --batch at a time and share the model calls; a larger image runs
       // alone (its tiles are batched instead), so that a batch never holds several big photos in memory.
@@ -213,7 +213,7 @@ async function runEdits(
   model: LoadedModel,
   group: Prepared[],
   sampling: Sampling,
-  tiling: { tile: number; overlap: number; batch: number },
+  tiling: { tile: number; overlap: number; maxTile: number; batch: number; callPixels?: number },
   startIsNoisy: boolean,
   signals: SignalWatch,
   batch: Batch,

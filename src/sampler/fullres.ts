@@ -36,10 +36,14 @@ export interface FullResEdit {
 export interface FullResOptions {
   tile: number;
   overlap: number;
+  /** The largest side tiles may be fitted to (see tiles.ts); default `tile`. */
+  maxTile?: number;
   /** The model's resolution: images (and levels) that fit in it run as one tile of that size. */
   small?: number;
   /** Images or tiles per model call. */
   batch: number;
+  /** Tiles per call as many as hold this many pixels, at most `batch` (see tiles.ts); default: `batch` tiles. */
+  callPixels?: number;
   /** The task's plan and knobs (the coarsest level's, or the only level's). */
   first: Stage;
   /** The finer levels' of coarse to fine. */
@@ -71,7 +75,7 @@ export async function editFullResolution(model: Denoiser, edits: readonly FullRe
       const group = edits.map((f, j) => j).filter((j) => !done.has(j) && plain(edits[j]) && edits[j].operator.start.w === w && edits[j].operator.start.h === h);
       group.forEach((j) => done.add(j));
       const op = stackOperators(group.map((j) => edits[j].operator));
-      const x = await sample(tiledDenoiser(model, { tile: o.tile, overlap: o.overlap, batch: o.batch, small: o.small, needed: op.generates }), {
+      const x = await sample(tiledDenoiser(model, { tile: o.tile, overlap: o.overlap, maxTile: o.maxTile, batch: o.batch, callPixels: o.callPixels, small: o.small, needed: op.generates }), {
         operator: op,
         sigmas: o.first.sigmas,
         sigmaMin: o.sigmaMin,
@@ -101,7 +105,7 @@ async function editWindows(model: Denoiser, e: FullResEdit, index: number, o: Fu
     const op = whole ? full : cropOf(full, r);
     const levels = e.scales === 'tiles' ? [{ operator: op, sample: true }] : pyramid(op, o.tile, e.scales === 'resize' ? 0 : (e.maxSampledSide ?? Infinity));
     // One tiled denoiser per level, so that tiles with nothing to generate are skipped at every level.
-    const perLevel = levels.map((l) => tiledDenoiser(model, { tile: o.tile, overlap: o.overlap, batch: o.batch, small: o.small, needed: l.operator.generates }));
+    const perLevel = levels.map((l) => tiledDenoiser(model, { tile: o.tile, overlap: o.overlap, maxTile: o.maxTile, batch: o.batch, callPixels: o.callPixels, small: o.small, needed: l.operator.generates }));
     const x = await sampleCoarseToFine((l) => perLevel[l], {
       levels,
       first: o.first,
