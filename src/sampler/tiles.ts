@@ -122,8 +122,10 @@ export function rampWeight(u: number, tile: number, overlap: number): number {
   return EDGE_WEIGHT + (1 - EDGE_WEIGHT) * r;
 }
 
-/** How far the grid moves back at the k-th call, out of `shifts` offsets: spread by the golden ratio (and by the
- * plastic number's inverse on the other axis, so the two axes do not move in step). */
+/**
+ * How far the grid moves back at the k-th call, out of `shifts` offsets: spread by the golden ratio (by the plastic
+ * number's inverse on the other axis, so that the two axes do not move in step).
+ */
 function shiftOf(call: number, shifts: number, ratio: number): number {
   if (call === 0 || shifts <= 1) return 0;
   const v = call * ratio;
