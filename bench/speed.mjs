@@ -180,15 +180,16 @@ const fullres = {};
   // The reference, model-sized evaluations with the CLI's threads (2), is measured just before and just after the run
   // and averaged, as this machine's speed drifts over minutes: per image at batch 4 (the network's best rate here,
   // the strict reference) and one image alone in a call (a single evaluation).
-  const t = threadCounts.at(-1);
-  const refSession = await ort.InferenceSession.create(modelBytes, sessionOptions({ threads: t }));
-  const before = { 1: await evalMs(refSession, 1, repeats), 4: await evalMs(refSession, 4, repeats) };
-  await refSession.release();
+  const reference = async () => {
+    const session = await ort.InferenceSession.create(modelBytes, sessionOptions({ threads: threadCounts.at(-1) }));
+    const ms = { 1: await evalMs(session, 1, repeats), 4: await evalMs(session, 4, repeats) };
+    await session.release();
+    return ms;
+  };
+  const before = await reference();
   const run = await runMeasured(['superres', join(work, 'sr-in.png'), '-x', '4', '-o', join(work, 'sr-out.png'), '--threads', '2', ...common]);
   const rec = records(run, 'superres full')[0];
-  const refSession2 = await ort.InferenceSession.create(modelBytes, sessionOptions({ threads: t }));
-  const after = { 1: await evalMs(refSession2, 1, repeats), 4: await evalMs(refSession2, 4, repeats) };
-  await refSession2.release();
+  const after = await reference();
   const outPixels = (4 * srIn) ** 2;
   const oneEvalMs = (before[4] + after[4]) / 2 / 4;
   const aloneMs = (before[1] + after[1]) / 2;

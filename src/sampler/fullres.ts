@@ -75,7 +75,7 @@ export async function editFullResolution(model: Denoiser, edits: readonly FullRe
       const group = edits.map((f, j) => j).filter((j) => !done.has(j) && plain(edits[j]) && edits[j].operator.start.w === w && edits[j].operator.start.h === h);
       group.forEach((j) => done.add(j));
       const op = stackOperators(group.map((j) => edits[j].operator));
-      const x = await sample(tiledDenoiser(model, { tile: o.tile, overlap: o.overlap, maxTile: o.maxTile, batch: o.batch, callPixels: o.callPixels, small: o.small, needed: op.generates }), {
+      const x = await sample(tilesOf(model, o, op.generates), {
         operator: op,
         sigmas: o.first.sigmas,
         sigmaMin: o.sigmaMin,
@@ -105,7 +105,7 @@ async function editWindows(model: Denoiser, e: FullResEdit, index: number, o: Fu
     const op = whole ? full : cropOf(full, r);
     const levels = e.scales === 'tiles' ? [{ operator: op, sample: true }] : pyramid(op, o.tile, e.scales === 'resize' ? 0 : (e.maxSampledSide ?? Infinity));
     // One tiled denoiser per level, so that tiles with nothing to generate are skipped at every level.
-    const perLevel = levels.map((l) => tiledDenoiser(model, { tile: o.tile, overlap: o.overlap, maxTile: o.maxTile, batch: o.batch, callPixels: o.callPixels, small: o.small, needed: l.operator.generates }));
+    const perLevel = levels.map((l) => tilesOf(model, o, l.operator.generates));
     const x = await sampleCoarseToFine((l) => perLevel[l], {
       levels,
       first: o.first,
@@ -118,6 +118,11 @@ async function editWindows(model: Denoiser, e: FullResEdit, index: number, o: Fu
     canvas = whole ? x : pasteTensor(canvas, x, r.x, r.y);
   }
   return windows.length === 1 && windows[0].w === w && windows[0].h === h ? canvas : full.projectInRange(canvas);
+}
+
+/** The model on tiles as the options say, skipping tiles with nothing to generate. */
+function tilesOf(model: Denoiser, o: FullResOptions, needed: Operator['generates']): Denoiser {
+  return tiledDenoiser(model, { tile: o.tile, overlap: o.overlap, maxTile: o.maxTile, batch: o.batch, callPixels: o.callPixels, small: o.small, needed });
 }
 
 function cropOf(op: Operator, r: Rect): Operator {

@@ -56,6 +56,10 @@ export function checkTileOptions(o: TileOptions): void {
     throw new RangeError(`Expected an overlap between 0 and ${Math.ceil(o.tile / 2) - 1} for tiles of ${o.tile} but received ${o.overlap}`);
   }
   if (!Number.isInteger(o.batch) || o.batch < 1) throw new RangeError(`Expected a positive batch but received ${o.batch}`);
+  const maxTile = o.maxTile ?? o.tile;
+  if (!Number.isInteger(maxTile) || maxTile < o.tile || (maxTile - o.tile) % 8 !== 0) {
+    throw new RangeError(`Expected a largest tile of ${o.tile} plus a multiple of 8 but received ${maxTile}`);
+  }
 }
 
 /**
@@ -137,9 +141,6 @@ export function tiledDenoiser(inner: Denoiser, options: TileOptions): Denoiser &
   checkTileOptions(options);
   const { overlap } = options;
   const maxTile = options.maxTile ?? options.tile;
-  if (!Number.isInteger(maxTile) || maxTile < options.tile || (maxTile - options.tile) % 8 !== 0) {
-    throw new RangeError(`Expected a largest tile of ${options.tile} plus a multiple of 8 but received ${maxTile}`);
-  }
   const ramps = new Map<number, Float32Array>();
   const rampOf = (tile: number): Float32Array => {
     let r = ramps.get(tile);
