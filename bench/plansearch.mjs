@@ -5,13 +5,19 @@
 // onnxruntime-node in this process, on 64x64 full-scale crops, every task variant of the quality benchmark.
 //
 //   node bench/plansearch.mjs --model PATH [--crops 32] [--tasks superres-x4,inpaint,...] [--threads 2]
-//                             [--start EARLIER.json] [--out training/results/task_plans.json] [--smoke]
+//                             [--start EARLIER.json|model] [--rounds 3] [--out training/results/task_plans.json]
+//                             [--val-percent 2] [--smoke]
+//   node bench/plansearch.mjs --model PATH --score-only [--crops 32] [--tasks ...]
 //
 // Per task and number of evaluations K (1, 2, 4): a coarse grid over the first grid index (the start level) and eta
 // with the warm start, then coordinate refinement (move one index by 1 or 2, eta by 0.25) while the objective
 // improves; then the best K = 1, 2, 4 plans once more with averaged samples, within --budget evaluations (K x samples,
 // default 4). Each task's "default" is its K with the best objective (the fewer evaluations on a tie).
-// --start refines from earlier choices (a later checkpoint of the same run) instead of the coarse grid.
+// --start refines from earlier choices (a later checkpoint of the same run) instead of the coarse grid; `--start model`
+// from the plans stored in the model itself (cm.task_plans). --rounds bounds the refinement rounds per K (default 3):
+// `--start model --rounds 1` is the bounded fast mode that training's promotion runs.
+// --score-only searches nothing: it scores the model's own default of every task variant (cm.task_plans) and prints
+// {variant: {psnr, ...}} as JSON on stdout.
 // Objectives: PSNR (inpainting: in the hole) for superres, inpaint, denoise; colorize: PSNR among plans whose
 // colourfulness is 0.5-1.5x the photos'; stroke: among plans whose high-frequency energy is 0.8-1.2x the photos',
 // the smallest region colour error. Writes the chosen plans (JSON, the cm.task_plans format) and every scored
@@ -43,8 +49,10 @@ const nCrops = Number(flags.crops ?? (smoke ? 4 : 32));
 const outPath = flags.out ?? join(ROOT, 'training', 'results', 'task_plans.json');
 // A stored plan costs at most this many network evaluations per image (or tile): K steps x samples.
 const budget = Number(flags.budget ?? 4);
-const earlier = typeof flags.start === 'string' ? JSON.parse(readFileSync(flags.start, 'utf8')) : null;
-const TRAIN_DIR = process.env.CM_TRAIN_DIR ?? '/work/shared/data/train';
+const rounds = Number(flags.rounds ?? (smoke ? 1 : 3));
+const scoreOnly = flags['score-only'] === true;
+const TRAIN_DIR = process.env.CM_TRAIN_DIR ?? join(ROOT, '..', 'shared', 'data', 'train');
+const valShare = Math.round(Number(flags['val-percent'] ?? 2) * 100);
 const started = performance.now();
 const log = (msg) => process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(0)}s] ${msg}\n`);
 
@@ -62,12 +70,13 @@ function listPhotos(root) {
   // Python sorts str by code point, as JS does for these ASCII paths.
   return out.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
-const isValidation = (rel) => createHash('sha1').update(rel, 'utf8').digest().readUInt32BE(0) % 10000 < 200;
+const isValidation = (rel) => createHash('sha1').update(rel, 'utf8').digest().readUInt32BE(0) % 10000 < valShare;
 const valPaths = listPhotos(TRAIN_DIR).filter(isValidation).map((r) => join(TRAIN_DIR, r));
 if (valPaths.length === 0) throw new Error(`no validation photos under ${TRAIN_DIR}`);
 
 const file = await readModelFile(modelPath);
 const { grid, resolution: RES } = file.card;
+const earlier = flags.start === 'model' ? file.card.taskPlans : typeof flags.start === 'string' ? JSON.parse(readFileSync(flags.start, 'utf8')) : null;
 const model = await loadModel(file, { device: 'cpu', threads: Number(flags.threads ?? 2), inline: true });
 const crops = [];
 for (let i = 0; crops.length < nCrops; i++) {
@@ -190,7 +199,7 @@ async function searchK(v, k) {
       for (const eta of etas) consider(await evalCfg({ k, ts: spaced(s0, k), start: 'estimate', eta, samples: 1 }));
     }
   }
-  for (let round_ = 0; round_ < (smoke ? 1 : 3); round_++) {
+  for (let round_ = 0; round_ < rounds; round_++) {
     const before = key(best.cfg);
     const { ts, eta } = best.cfg;
     const moves = [];
@@ -206,6 +215,23 @@ async function searchK(v, k) {
     if (key(best.cfg) === before) break;
   }
   return best;
+}
+
+if (scoreOnly) {
+  // Each variant with its task's stored default (what `cm <task>` runs without sampling flags).
+  const out = {};
+  for (const v of variants) {
+    const byK = file.card.taskPlans[v.task];
+    const k = file.card.taskDefaults[v.task];
+    const entry = byK?.[String(k)];
+    if (!entry) throw new Error(`${modelPath}: no stored default plan for ${v.task}`);
+    const row = await score(v, { k, ts: entry.ts, start: entry.start, eta: entry.eta, samples: entry.samples ?? 1 });
+    out[v.name] = Object.fromEntries(Object.entries(row).filter(([n]) => ['psnr', 'hf', 'colour', 'colourErr'].includes(n)));
+    log(`${v.name}: default (K=${k}) ${JSON.stringify(out[v.name])}`);
+  }
+  await model.dispose();
+  await new Promise((done) => process.stdout.write(`${JSON.stringify(out)}\n`, done));
+  process.exit(0);
 }
 
 const chosen = {};

@@ -71,12 +71,14 @@ def ect_loss(model, x0: torch.Tensor, stage: int, a, autocast, anchor=None) -> t
     target = x0
     if anchor is not None:
         # Above --anchor-above the target is a frozen model's own answer (what it does at high noise is kept: its
-        # one-step samples), below it the clean image (plain denoising).
+        # one-step samples), below it the clean image (plain denoising). Only the crops above it go through the
+        # anchor (a tenth of them with ln t ~ N(-1.2, 1.5^2)).
         high = t >= a.anchor_above
         if high.any():
             with torch.no_grad(), autocast():
-                kept = anchor(x_t, t).float()
-            target = torch.where(high[:, None, None, None], kept, x0)
+                kept = anchor(x_t[high], t[high]).float()
+            target = x0.clone()
+            target[high] = kept
     use = r >= SIGMA_MIN
     if use.any():
         # Same dropout mask as the student: replay the RNG from before the student's call.
@@ -96,12 +98,20 @@ def ect_loss(model, x0: torch.Tensor, stage: int, a, autocast, anchor=None) -> t
     return (w * loss).mean()
 
 
+# One-step denoising PSNR is measured at these noise levels; the first four ([-1, 1] units: 6.4 to 64 grey levels,
+# where warm-started edits query the model) count in the run's validation score.
+VAL_SIGMAS = (0.05, 0.1, 0.2, 0.5, 2.0, 10.0, 80.0)
+SCORED_SIGMAS = (0.05, 0.1, 0.2, 0.5)
+# What "best" means in a run folder; a run resumed under another definition scores its checkpoint again.
+SCORE_KIND = "mean(denoise 0.05-0.5, edits)"
+
+
 @torch.no_grad()
 def validate(model, val_x: torch.Tensor, seed: int = 1234) -> dict:
-    """One-step denoising PSNR (dB, images in [-1, 1]) on fixed validation crops at a few sigmas."""
+    """One-step denoising PSNR (dB, images in [-1, 1], peak 2) on fixed validation crops at a few sigmas."""
     g = torch.Generator().manual_seed(seed)
     out = {}
-    for s in (0.1, 0.5, 2.0, 10.0, 80.0):
+    for s in VAL_SIGMAS:
         z = torch.randn(val_x.shape, generator=g).to(val_x.device)
         sigma = torch.full((val_x.shape[0],), s, device=val_x.device)
         y = model(val_x + s * z, sigma).clamp(-1, 1)
@@ -151,8 +161,54 @@ def edit_scores(model, val_x: torch.Tensor, specs: list, seed: int = 1) -> dict:
 
 def save(path: str, state: dict) -> None:
     tmp = path + ".tmp"
-    torch.save(state, tmp)
+    with open(tmp, "wb") as f:
+        torch.save(state, f)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)     # never leave a half-written checkpoint behind
+
+
+def run_score(val: dict, edits: dict) -> float:
+    """The run's validation score (SCORE_KIND): the mean of the one-step denoising PSNR at SCORED_SIGMAS and the
+    edit score, both in dB."""
+    return 0.5 * (float(np.mean([val[f"psnr@{s:g}"] for s in SCORED_SIGMAS])) + edits["score"])
+
+
+def cut_log(path: str, step: int) -> None:
+    """Drop the rows of a CSV log written after `step` (by an invocation killed before its next checkpoint), so that a
+    resumed run's logs read as one run. A log whose header is not the current one is set aside as NAME.N.csv."""
+    if not os.path.exists(path):
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    keep = [rows[0]] + [r for r in rows[1:] if len(r) == len(rows[0]) and r[0].isdigit() and int(r[0]) <= step] if rows else []
+    if len(keep) != len(rows):
+        tmp = path + ".tmp"
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows(keep)
+        os.replace(tmp, path)
+
+
+def set_aside_if_changed(path: str, header: list) -> None:
+    if not os.path.exists(path):
+        return
+    with open(path, newline="") as f:
+        first = next(csv.reader(f), None)
+    if first != header:
+        n = 1
+        while os.path.exists(f"{path[:-4]}.{n}.csv"):
+            n += 1
+        os.replace(path, f"{path[:-4]}.{n}.csv")
+
+
+def bf16_supported() -> bool:
+    """Whether this CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX): oneDNN's bf16 kernels pay only there."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def main(argv=None):
@@ -202,6 +258,10 @@ def main(argv=None):
     p.add_argument("--anchor-above", type=float, help=f"noise level from which --anchor-onnx is the target ({RECIPE['anchor_above']})")
     p.add_argument("--loss", choices=["ect", "mse"],
                    help=f"ect: w(t) sqrt(d) (ECT); mse: w(t) d / pixels (EDM; posterior mean) ({RECIPE['loss']})")
+    p.add_argument("--bf16", choices=["auto", "on", "off"], default="off",
+                   help="CPU: bfloat16 autocast for convolutions and matrix products (normalisations stay float32); "
+                        "auto = on where the CPU has AVX512-BF16 or AMX (CUDA always uses bf16 autocast)")
+    p.add_argument("--val-crops", type=int, default=64, help="fixed validation crops (a new run's; kept on resume)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--log-every", type=int, default=20)
     p.add_argument("--ckpt-minutes", type=float, default=5.0)
@@ -240,6 +300,8 @@ def main(argv=None):
             cfg = UNetConfig(**{**cfg.to_json_dict(), "mults": cfg.mults, "dropout": a.dropout})
         torch.manual_seed(a.seed)
 
+    if ckpt and a.anchor_onnx is None:
+        a.anchor_onnx = ckpt["args"].get("anchor_onnx")    # a resumed run keeps its anchor
     anchor = None
     if a.anchor_onnx:
         from .export import load_onnx_weights
@@ -253,15 +315,20 @@ def main(argv=None):
     data = PhotoCrops(a.data, a.crop, "train", seed=a.seed, val_percent=a.val_percent)
     # Validation at the deployed resolution, whatever the training crop: fixed 64x64 crops of held-out photos.
     val = PhotoCrops(a.data, a.val_crop, "val", seed=1, val_percent=a.val_percent)
-    val_x = torch.from_numpy(val.batch(32)).to(dev)
-    step, images, seconds_before = 0, 0, 0.0   # seconds_before: wall time of earlier invocations
+    val_crops = ckpt["args"].get("val_crops", 32) if ckpt else a.val_crops
+    a.val_crops = val_crops
+    val_x = torch.from_numpy(val.batch(val_crops)).to(dev)
+    # seconds_before / cpu_before: wall time and CPU time (all threads) of earlier invocations
+    step, images, seconds_before, cpu_before = 0, 0, 0.0, 0.0
     best_score = -math.inf
     if ckpt:
         model.load_state_dict(ckpt["model"])
         ema.load_state_dict(ckpt["ema"])
         opt.load_state_dict(ckpt["opt"])
         step, images, seconds_before = ckpt["step"], ckpt["images"], ckpt["seconds"]
-        best_score = ckpt.get("best_score", -math.inf)
+        # Checkpoints from before CPU time was counted ran on one thread: their wall time is their CPU time.
+        cpu_before = ckpt.get("cpu_seconds", ckpt["seconds"])
+        best_score = ckpt.get("best_score", -math.inf) if ckpt.get("score_kind") == SCORE_KIND else -math.inf
         data.rng.bit_generator.state = ckpt["data_rng"]
         torch.set_rng_state(ckpt["torch_rng"].cpu())
         if dev.type == "cuda" and ckpt.get("cuda_rng") is not None:
@@ -269,12 +336,16 @@ def main(argv=None):
 
     if dev.type == "cuda":
         autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    elif a.bf16 == "on" or (a.bf16 == "auto" and bf16_supported()):
+        autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)
     else:
         autocast = contextlib.nullcontext
 
     def state():
         return {"config": cfg.to_json_dict(), "args": vars(a), "step": step, "stage": stage_at(step, a),
-                "images": images, "seconds": seconds_before + time.time() - start, "best_score": best_score,
+                "images": images, "seconds": seconds_before + time.time() - start,
+                "cpu_seconds": cpu_before + time.process_time() - cpu_start, "best_score": best_score,
+                "score_kind": SCORE_KIND,
                 "model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                 "data_rng": data.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None}
@@ -283,6 +354,9 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
     log_path, val_path = os.path.join(a.out, "loss.csv"), os.path.join(a.out, "val.csv")
     select_path, best_path = os.path.join(a.out, "select.csv"), os.path.join(a.out, "best.pt")
+    for path in (log_path, val_path, select_path):
+        cut_log(path, step)
+    set_aside_if_changed(val_path, ["step", "images"] + [f"psnr@{s:g}" for s in VAL_SIGMAS])
     new_log = not os.path.exists(log_path)
     log = open(log_path, "a", newline="")
     logw = csv.writer(log)
@@ -304,20 +378,23 @@ def main(argv=None):
             w.writerow([step, images] + [f"{v:.3f}" for v in res.values()])
         print(f"val step {step}: " + " ".join(f"{k} {v:.2f}" for k, v in res.items()), flush=True)
         edits = edit_scores(ema, val_x, select_plans)
-        better = edits["score"] > best_score
+        score = run_score(res, edits)
+        better = score > best_score
+        header = ["step", "images"] + list(edits) + ["run_score", "best"]
+        set_aside_if_changed(select_path, header)
         new = not os.path.exists(select_path)
         with open(select_path, "a", newline="") as f:
             w = csv.writer(f)
             if new:
-                w.writerow(["step", "images"] + list(edits) + ["best"])
-            w.writerow([step, images] + [f"{v:.3f}" for v in edits.values()] + [int(better)])
+                w.writerow(header)
+            w.writerow([step, images] + [f"{v:.3f}" for v in edits.values()] + [f"{score:.3f}", int(better)])
         print(f"edit step {step}: " + " ".join(f"{k} {v:.2f}" for k, v in edits.items())
-              + (" (best so far)" if better else ""), flush=True)
+              + f" run score {score:.3f}" + (" (best so far)" if better else ""), flush=True)
         if better:
-            best_score = edits["score"]
+            best_score = score
             save(best_path, state())
 
-    start = time.time()
+    start, cpu_start = time.time(), time.process_time()
     last_ckpt, acc, n_acc = start, 0.0, 0
     if step > 0 and best_score == -math.inf:   # resuming a run from before best.pt existed: score where it stands
         run_validation()

@@ -44,12 +44,24 @@ PRESETS = {
 }
 
 
+class Norm(nn.GroupNorm):
+    """GroupNorm that always normalises in float32: under CPU bfloat16 autocast (cmtrain.train --bf16), torch 1.13's
+    group_norm refuses a bfloat16 input with float32 weights, and the statistics want float32 anyway. A float32 input
+    takes the plain path, so the exported graph is the same."""
+
+    def forward(self, x):
+        if x.dtype == torch.float32:
+            return super().forward(x)
+        with torch.autocast(x.device.type, enabled=False):
+            return F.group_norm(x.float(), self.num_groups, self.weight, self.bias, self.eps).to(x.dtype)
+
+
 def norm(ch: int) -> nn.GroupNorm:
     """GroupNorm with up to 32 groups of at least 4 channels each."""
     groups = min(32, ch // 4)
     while ch % groups:
         groups -= 1
-    return nn.GroupNorm(groups, ch)
+    return Norm(groups, ch)
 
 
 def sigma_embedding(c_noise: torch.Tensor, dim: int) -> torch.Tensor:

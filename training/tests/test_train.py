@@ -1,4 +1,5 @@
 import contextlib
+import os
 import csv
 import json
 import types
@@ -114,10 +115,16 @@ def test_cli_saves_and_resumes(tmp_path):
     assert all(s["start"] == "estimate" and s["eta"] == 0 for s in train.DEFAULT_SELECT)
     assert [int(r["step"]) for r in scores] == [3, 5]
     assert scores[0]["best"] == "1"     # the first score is the best so far
+    # the run's score: the mean of the edit score and the one-step denoising PSNR at sigma 0.05-0.5 (val.csv)
+    with open(out / "val.csv", newline="") as f:
+        val = {r["step"]: r for r in csv.DictReader(f)}
+    for r in scores:
+        denoise = np.mean([float(val[r["step"]][f"psnr@{s:g}"]) for s in train.SCORED_SIGMAS])
+        assert abs(float(r["run_score"]) - (denoise + float(r["score"])) / 2) < 2e-3
     best = [r for r in scores if r["best"] == "1"][-1]
-    assert float(best["score"]) >= max(float(r["score"]) for r in scores) - 1e-3   # (the CSV rounds to 3 decimals)
+    assert float(best["run_score"]) >= max(float(r["run_score"]) for r in scores) - 1e-3   # (the CSV rounds to 3 decimals)
     ckpt_best = torch.load(out / "best.pt")
-    assert ckpt_best["step"] == int(best["step"]) and abs(ckpt_best["best_score"] - float(best["score"])) < 1e-3
+    assert ckpt_best["step"] == int(best["step"]) and abs(ckpt_best["best_score"] - float(best["run_score"])) < 1e-3
     assert ckpt["best_score"] == ckpt_best["best_score"]
 
 
@@ -140,3 +147,73 @@ def test_anchor_is_the_target_at_high_noise():
     err = torch.where(t >= 1.0, torch.tensor(0.04), torch.tensor(0.25))   # (0 - 0.2)^2 above, (0 - 0.5)^2 below
     assert (t >= 1.0).any() and (t < 1.0).any()
     assert torch.allclose(loss, (w * err).mean())
+
+
+def _photos(tmp_path):
+    data = tmp_path / "photos"
+    data.mkdir()
+    for i, img in enumerate(synthetic_images(12, 24, seed=1)):
+        Image.fromarray(((img.numpy().transpose(1, 2, 0) + 1) * 127.5).astype(np.uint8)).save(data / f"p{i}.png")
+    return data
+
+
+def _losses(run):
+    with open(run / "loss.csv", newline="") as f:
+        return [(r["step"], r["images"], r["stage"], r["lr"], r["loss"]) for r in csv.DictReader(f)]
+
+
+def test_a_run_killed_mid_step_resumes_with_the_same_data_and_losses(tmp_path):
+    """SIGKILL at an arbitrary moment (a checkpoint after every step), then --resume: the steps after the last
+    checkpoint are done again with the same crops and noise, so every logged loss equals an uninterrupted run's, and
+    rows logged after that checkpoint by the killed process are dropped (not duplicated)."""
+    import subprocess
+    import sys
+    import time
+    data = _photos(tmp_path)
+    common = ["--data", str(data), "--preset", "tiny", "--crop", "16", "--batch", "4", "--threads", "1",
+              "--val-percent", "50", "--val-crop", "16", "--val-crops", "4", "--pretrain-iters", "3",
+              "--stage-iters", "3", "--log-every", "1", "--ckpt-minutes", "0", "--minutes", "5"]
+    whole = tmp_path / "whole"
+    train.main(["--out", str(whole), "--max-steps", "12"] + common)
+    killed = tmp_path / "killed"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.path.dirname(os.path.dirname(train.__file__))}
+    proc = subprocess.Popen([sys.executable, "-m", "cmtrain.train", "--out", str(killed), "--max-steps", "12"] + common,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (killed / "loss.csv").exists() and len((killed / "loss.csv").read_text().splitlines()) >= 1 + 5:
+            break
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    assert len(_losses(killed)) >= 5, "the run did not get far enough to be killed mid-way"
+    at = torch.load(killed / "last.pt")["step"]
+    assert 0 < at < 12
+    train.main(["--out", str(killed), "--resume", "--max-steps", "12"] + common)
+    assert _losses(killed) == _losses(whole)
+    a, b = torch.load(whole / "last.pt"), torch.load(killed / "last.pt")
+    assert a["step"] == b["step"] == 12 and a["images"] == b["images"]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert b["cpu_seconds"] > 0
+
+
+def test_bf16_autocast_trains_the_same_network():
+    """--bf16: the forward pass under CPU bfloat16 autocast (GroupNorm in float32) gives the float32 answer to
+    bfloat16 precision, and the same parameter names (the exported graph is unchanged)."""
+    torch.manual_seed(0)
+    model = ConsistencyModel(PRESETS["tiny"]).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.05)
+    x = synthetic_images(4, 16, seed=2)
+    sigma = torch.tensor([0.05, 0.2, 1.0, 10.0])
+    with torch.no_grad():
+        ref = model(x + sigma[:, None, None, None] * torch.randn_like(x), sigma)
+        torch.manual_seed(5)
+        noisy = x + sigma[:, None, None, None] * torch.randn_like(x)
+        ref = model(noisy, sigma)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(noisy, sigma).float()
+    err = (low - ref).abs().max().item()
+    assert 0 < err < 0.05, err

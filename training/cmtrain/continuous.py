@@ -1,0 +1,156 @@
+"""Training that never stops: start (or resume) the default model's CPU run in the background.
+
+  npm run train -- [--hours 24] [--threads N] [--foreground]          (from the repository root)
+  python3 -m cmtrain.continuous [--hours 24] ...                       (from training/)
+
+One run folder, runs/continuous/. Its lineage file says which models/default.onnx it grew from (sha256) and which
+shipped models it has since produced (cmtrain.promote adds them): when the shipped model is one of those, the run
+resumes from its own last.pt (same data order, optimiser and EMA); when models/default.onnx is anything else (a fresh
+clone, a model promoted on another machine), the old folder is set aside as runs/continuous.N and a new run starts
+from the shipped weights (--init-onnx), with the shipped model as the anchor above sigma 2 (its one-step samples are
+kept, TRAINING.md "What the second model taught us").
+
+The recipe is the one of the current default's last stage, aimed at where warm-started edits query the network:
+EDM's weighted squared error (the posterior mean), ln t ~ N(-1.2, 1.5^2) (two thirds of the crops between sigma
+0.07 and 1.3), the anchor above sigma 2, lr 1e-4 after 100 warm-up steps, batch 32 of 32x32 crops, bfloat16
+autocast where the CPU has native bfloat16 (1.28x the steps here, the same losses: training/README.md).
+
+The process is started with nohup, setsid (its own process group: `kill -STOP -PGID` pauses it while a benchmark is
+timed, `kill -CONT -PGID` resumes it) and nice 19 (anything else on the machine comes first), and checkpoints every
+--ckpt-minutes; it is safe to kill at any moment (SIGTERM checkpoints first; after SIGKILL the steps since the last
+checkpoint are done again on resume). Its PID is written to runs/continuous/PID, its output to train.log.
+"""
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))      # training/
+ROOT = os.path.dirname(HERE)
+RUN = os.path.join(HERE, "runs", "continuous")
+DEFAULT_MODEL = os.path.join(ROOT, "models", "default.onnx")
+LINEAGE = "LINEAGE.json"
+# The recipe of a new run (cmtrain.train flags); a resumed run keeps the values it was started with.
+RECIPE = ["--crop", "32", "--batch", "32", "--lr", "1e-4", "--warmup", "100", "--pretrain-iters", "100000000",
+          "--loss", "mse", "--p-mean", "-1.2", "--p-std", "1.5", "--anchor-above", "2.0", "--ckpt-minutes", "8"]
+
+
+def sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_lineage(run: str) -> dict:
+    try:
+        with open(os.path.join(run, LINEAGE)) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def write_lineage(run: str, lineage: dict) -> None:
+    path = os.path.join(run, LINEAGE)
+    with open(path + ".tmp", "w") as f:
+        json.dump(lineage, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def running_pid(run: str):
+    """The PID of this run's training process if it is alive, else None."""
+    try:
+        with open(os.path.join(run, "PID")) as f:
+            pid = int(f.read().split()[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return pid if b"cmtrain.train" in f.read() else None
+    except OSError:
+        return pid
+
+
+def set_aside(run: str) -> str:
+    n = 1
+    while os.path.exists(f"{run}.{n}"):
+        n += 1
+    os.replace(run, f"{run}.{n}")
+    return f"{run}.{n}"
+
+
+def plan(run: str, model: str) -> tuple:
+    """(arguments for cmtrain.train, what happens in words)."""
+    shipped = sha256(model)
+    lineage = read_lineage(run)
+    resumable = os.path.exists(os.path.join(run, "last.pt")) and shipped in [lineage.get("base")] + lineage.get("promoted", [])
+    if resumable:
+        return ["--out", run, "--resume"], f"resuming {run} (shipped model {shipped[:12]} is of this run's lineage)"
+    note = ""
+    if os.path.exists(run):
+        note = f"; the old run (not of the shipped model's lineage) set aside as {set_aside(run)}"
+    os.makedirs(run)
+    write_lineage(run, {"base": shipped, "base_model": os.path.relpath(model, ROOT), "promoted": [],
+                        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    # The run reads its starting and anchor weights from a private copy: models/default.onnx is replaced by promotion.
+    base = os.path.join(run, "base.onnx")
+    with open(model, "rb") as src, open(base, "wb") as dst:
+        dst.write(src.read())
+    return (["--out", run, "--init-onnx", base, "--anchor-onnx", base] + RECIPE,
+            f"new run {run} from {os.path.relpath(model, ROOT)} ({shipped[:12]}){note}")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python3 -m cmtrain.continuous", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--hours", type=float, default=24.0, help="wall-clock hours this invocation trains (default 24)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: every core)")
+    p.add_argument("--run", default=RUN, help="run folder (default runs/continuous)")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="the shipped model (default ../models/default.onnx)")
+    p.add_argument("--foreground", action="store_true", help="train in this process (for tests and debugging)")
+    p.add_argument("--dry-run", action="store_true", help="say what would run, start nothing")
+    p.add_argument("extra", nargs="*", help="more cmtrain.train flags, after --")
+    a = p.parse_args(argv)
+    if a.hours <= 0:
+        p.error(f"Expected a positive number of hours but received {a.hours}")
+    run = os.path.abspath(a.run)
+    pid = running_pid(run)
+    if pid is not None:
+        print(f"already training: PID {pid} ({run}/train.log); stop it with: kill -TERM -{os.getpgid(pid)}")
+        return 0
+    if a.dry_run:
+        shipped = sha256(a.model)
+        lineage = read_lineage(run)
+        ok = os.path.exists(os.path.join(run, "last.pt")) and shipped in [lineage.get("base")] + lineage.get("promoted", [])
+        print(("would resume " if ok else "would start a new run in ") + run)
+        return 0
+    threads = a.threads or os.cpu_count() or 1
+    args, what = plan(run, os.path.abspath(a.model))
+    cmd = [sys.executable, "-m", "cmtrain.train"] + args + ["--threads", str(threads), "--minutes", f"{a.hours * 60:g}",
+                                                             "--bf16", "auto"] + a.extra
+    with open(os.path.join(run, "COMMAND.txt"), "a") as f:
+        f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {shlex.join(cmd)}\n")
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    if a.foreground:
+        return subprocess.call(cmd, cwd=HERE, env=env)
+    log = open(os.path.join(run, "train.log"), "ab")
+    proc = subprocess.Popen(["nice", "-n", "19"] + cmd, cwd=HERE, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    with open(os.path.join(run, "PID"), "w") as f:
+        f.write(f"{proc.pid}\n")
+    print(f"{what}\ntraining in the background for up to {a.hours:g} h: PID {proc.pid}, log {run}/train.log\n"
+          f"pause: kill -STOP -{proc.pid}   resume: kill -CONT -{proc.pid}   stop: kill -TERM -{proc.pid}\n"
+          f"promote its best checkpoint: npm run train:promote")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
