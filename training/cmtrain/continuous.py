@@ -111,7 +111,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python3 -m cmtrain.continuous", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--hours", type=float, default=24.0, help="wall-clock hours this invocation trains (default 24)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (default: every core)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads (default: 1 to every core, whichever trains faster as the load changes)")
     p.add_argument("--run", default=RUN, help="run folder (default runs/continuous)")
     p.add_argument("--model", default=DEFAULT_MODEL, help="the shipped model (default ../models/default.onnx)")
     p.add_argument("--foreground", action="store_true", help="train in this process (for tests and debugging)")
@@ -131,10 +132,12 @@ def main(argv=None):
         ok = os.path.exists(os.path.join(run, "last.pt")) and shipped in [lineage.get("base")] + lineage.get("promoted", [])
         print(("would resume " if ok else "would start a new run in ") + run)
         return 0
-    threads = a.threads or os.cpu_count() or 1
+    cores = os.cpu_count() or 1
+    threads = a.threads or cores
     args, what = plan(run, os.path.abspath(a.model))
-    cmd = [sys.executable, "-m", "cmtrain.train"] + args + ["--threads", str(threads), "--minutes", f"{a.hours * 60:g}",
-                                                             "--bf16", "auto"] + a.extra
+    # Without --threads: between 1 and every core, whichever trains faster as the machine's load changes.
+    cmd = [sys.executable, "-m", "cmtrain.train"] + args + ["--threads", str(a.threads or -cores),
+                                                             "--minutes", f"{a.hours * 60:g}", "--bf16", "auto"] + a.extra
     with open(os.path.join(run, "COMMAND.txt"), "a") as f:
         f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {shlex.join(cmd)}\n")
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}

@@ -201,6 +201,35 @@ def set_aside_if_changed(path: str, header: list) -> None:
         os.replace(path, f"{path[:-4]}.{n}.csv")
 
 
+class ThreadChooser:
+    """Torch threads between 1 and `most`, whichever trains faster now: on an idle machine every core pays, on a busy
+    one OpenMP's threads wait for each other (measured here: 2 threads at a tenth of 1 thread's speed under a load of
+    12 on 2 cores). Every `period` steps, `trial` steps are timed at each count (median), and the faster count is kept
+    for the next period. Only speed changes (and the last bits of sums that torch splits by thread)."""
+
+    def __init__(self, most: int, period: int = 300, trial: int = 8):
+        self.counts = list(range(1, max(1, most) + 1))
+        self.period, self.trial = period, trial
+        self.n, self.times, self.best = 0, {}, self.counts[-1]
+        torch.set_num_threads(self.current())
+
+    def current(self) -> int:
+        k = self.n % self.period
+        if len(self.counts) > 1 and k < self.trial * len(self.counts):
+            return self.counts[k // self.trial]
+        return self.best
+
+    def step_took(self, seconds: float) -> None:
+        k = self.n % self.period
+        if len(self.counts) > 1 and k < self.trial * len(self.counts):
+            self.times.setdefault(self.counts[k // self.trial], []).append(seconds)
+            if k == self.trial * len(self.counts) - 1:
+                self.best = min(self.times, key=lambda c: sorted(self.times[c])[len(self.times[c]) // 2])
+                self.times = {}
+        self.n += 1
+        torch.set_num_threads(self.current())
+
+
 def bf16_supported() -> bool:
     """Whether this CPU has native bfloat16 arithmetic (AVX512-BF16 or AMX): oneDNN's bf16 kernels pay only there."""
     try:
@@ -240,7 +269,12 @@ def main(argv=None):
                    help=f"steps per ECT stage after that ({RECIPE['stage_iters']}); the stage is step-derived")
     p.add_argument("--minutes", type=float, default=60.0, help="wall-clock budget of this invocation")
     p.add_argument("--max-steps", type=int, default=0, help="stop at this total step (0 = no limit)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0 = torch default); negative -N: adapt between 1 and N threads, keeping "
+                        "whichever trains faster (timed every few hundred steps: on a busy machine fewer threads win)")
+    p.add_argument("--val-every", type=int, default=200,
+                   help="validate at a checkpoint only if this many steps were trained since the last validation "
+                        "(last.pt is still written every --ckpt-minutes)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--select-plans", default=json.dumps(DEFAULT_SELECT),
                    help='plans best.pt is chosen by: a JSON list of {"ts": grid indices (N=40), "start": '
@@ -273,7 +307,8 @@ def main(argv=None):
 
     if a.data is None:
         a.data = next((d for d in DEFAULT_DATA if os.path.isdir(d)), DEFAULT_DATA[0])
-    if a.threads:
+    threads = ThreadChooser(-a.threads) if a.threads < 0 else None
+    if a.threads > 0:
         torch.set_num_threads(a.threads)
     dev = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
                        ("cpu" if a.device == "auto" else a.device))
@@ -395,6 +430,7 @@ def main(argv=None):
             save(best_path, state())
 
     start, cpu_start = time.time(), time.process_time()
+    validated_at = step
     last_ckpt, acc, n_acc = start, 0.0, 0
     if step > 0 and best_score == -math.inf:   # resuming a run from before best.pt existed: score where it stands
         run_validation()
@@ -407,10 +443,13 @@ def main(argv=None):
         for g in opt.param_groups:
             g["lr"] = lr
         x0 = torch.from_numpy(data.batch(a.batch)).to(dev, non_blocking=True)
+        t_step = time.perf_counter()
         loss = ect_loss(model, x0, stage, a, autocast, anchor)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if threads is not None:
+            threads.step_took(time.perf_counter() - t_step)
         # EMA with a warm-up so that early averages are not dominated by the random init.
         decay = min(a.ema, (1 + step) / (10 + step))
         with torch.no_grad():
@@ -425,7 +464,9 @@ def main(argv=None):
             log.flush()
             acc, n_acc = 0.0, 0
         if time.time() - last_ckpt > a.ckpt_minutes * 60:
-            run_validation()
+            if step - validated_at >= a.val_every:
+                run_validation()
+                validated_at = step
             save(ckpt_path, state())
             last_ckpt = time.time()
 

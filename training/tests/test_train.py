@@ -217,3 +217,17 @@ def test_bf16_autocast_trains_the_same_network():
             low = model(noisy, sigma).float()
     err = (low - ref).abs().max().item()
     assert 0 < err < 0.05, err
+
+
+def test_thread_chooser_keeps_the_faster_count():
+    """--threads -N: trial steps at 1..N threads, then the count whose median step was fastest for the period."""
+    c = train.ThreadChooser(2, period=20, trial=3)
+    seen = []
+    for i in range(40):
+        seen.append(torch.get_num_threads())
+        c.step_took(0.1 if torch.get_num_threads() == 1 else 0.5)     # 1 thread faster (a busy machine)
+    assert seen[:6] == [1, 1, 1, 2, 2, 2] and set(seen[6:20]) == {1} and seen[20:26] == [1, 1, 1, 2, 2, 2]
+    c = train.ThreadChooser(2, period=20, trial=3)
+    for i in range(20):
+        c.step_took(0.5 if torch.get_num_threads() == 1 else 0.1)     # 2 threads faster (an idle machine)
+    assert c.best == 2 and torch.get_num_threads() == 1                # the next period's trial starts at 1
