@@ -12,7 +12,7 @@ kept, TRAINING.md "What the second model taught us").
 
 The recipe is the one of the current default's last stage, aimed at where warm-started edits query the network:
 EDM's weighted squared error (the posterior mean), ln t ~ N(-1.2, 1.5^2) (two thirds of the crops between sigma
-0.07 and 1.3), the anchor above sigma 2, lr 1e-4 after 100 warm-up steps, batch 32 of 32x32 crops, bfloat16
+0.07 and 1.3), the anchor above sigma 2, lr 3e-4 after 100 warm-up steps, batch 32 of 32x32 crops, bfloat16
 autocast where the CPU has native bfloat16 (1.28x the steps here, the same losses: training/README.md).
 
 The process is started with nohup, setsid (its own process group: `kill -STOP -PGID` pauses it while a benchmark is
@@ -36,7 +36,7 @@ RUN = os.path.join(HERE, "runs", "continuous")
 DEFAULT_MODEL = os.path.join(ROOT, "models", "default.onnx")
 LINEAGE = "LINEAGE.json"
 # The recipe of a new run (cmtrain.train flags); a resumed run keeps the values it was started with.
-RECIPE = ["--crop", "32", "--batch", "32", "--lr", "1e-4", "--warmup", "100", "--pretrain-iters", "100000000",
+RECIPE = ["--crop", "32", "--batch", "32", "--lr", "3e-4", "--warmup", "100", "--pretrain-iters", "100000000",
           "--loss", "mse", "--p-mean", "-1.2", "--p-std", "1.5", "--anchor-above", "2.0", "--ckpt-minutes", "8"]
 
 
