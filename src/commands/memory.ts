@@ -122,12 +122,11 @@ export function checkMemory(label: string, task: MemoryTask, size: { width: numb
   const need = estimatePeak(task, c);
   if (need <= budget.bytes) return;
   const fit = pixelsThatFit(task, c, budget.bytes);
-  const ways = [fit > 0 ? `an image of at most ${(fit / 1e6).toFixed(1)} megapixels (resize or split it)` : 'less than this for the model calls alone'];
-  ways.push(...hints);
+  const ways = fit > 0 ? [`an image of at most ${(fit / 1e6).toFixed(1)} megapixels (resize or split it)`, ...hints] : [];
   if (c.samples > 1) ways.push('--samples 1');
   const callShare = (MEMORY_MODEL.margin * MEMORY_MODEL.worker.perCallPixel * c.callPixels) / need;
   if (callShare > 0.2) ways.push('a smaller --batch or --tile');
-  ways.push(budget.given ? 'a larger --max-memory' : '--max-memory, if more is free (swap)');
+  ways.push(budget.given ? 'a larger --max-memory' : 'a larger --max-memory if there is swap');
   throw new InputError(
     `${label}: ${task} of ${size.width}x${size.height} needs about ${gib(need)} of memory, more than ${budget.said}: it fits with ${ways.join(', or ')}`,
   );

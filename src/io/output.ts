@@ -162,14 +162,13 @@ export function resolvedPath(path: string): string {
   }
 }
 
-/** mkdir -p, one level at a time (Node's recursive mkdir spins forever under /proc); the folders made, outermost first. */
-function makeDirs(dir: string, made: string[] = []): string[] {
-  if (existsSync(dir)) return made;
+/** mkdir -p, one level at a time (Node's recursive mkdir spins forever under /proc); adds the folders made to `made`. */
+function makeDirs(dir: string, made: string[]): void {
+  if (existsSync(dir)) return;
   const parent = dirname(dir);
   if (parent !== dir) makeDirs(parent, made);
   mkdirSync(dir);
   made.push(dir);
-  return made;
 }
 
 /** Remove folders made for an output that was not written, innermost first (each only while it is empty). */
@@ -203,11 +202,12 @@ export function removePendingTemps(): void {
  * `create` a missing folder is made first (and removed again when the write fails).
  */
 export async function writeAtomic(path: string, bytes: Uint8Array, force: boolean, create = false): Promise<void> {
-  let made: string[] = [];
+  const made: string[] = [];
   if (create) {
     try {
-      made = makeDirs(dirname(path));
+      makeDirs(dirname(path), made);
     } catch (e) {
+      removeDirs(made);
       throw new InputError(`${path}: cannot create folder ${dirname(path)} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
     }
   }

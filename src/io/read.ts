@@ -153,8 +153,10 @@ async function readPipe(label: string, fd: number, limit: number): Promise<Buffe
 async function readStream(label: string, stream: Readable, limit: number, head?: Buffer): Promise<Buffer> {
   const chunks: Buffer[] = head ? [head] : [];
   let total = head?.length ?? 0;
-  if (stopReason) stream.destroy();
-  checkStopped();
+  if (stopReason) {
+    stream.destroy();
+    throw stopReason;
+  }
   reading.add(stream);
   try {
     for await (const chunk of stream) {
