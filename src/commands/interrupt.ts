@@ -2,7 +2,7 @@
  * Ctrl-C and SIGTERM: the first signal stops the run. A model call in progress is abandoned at once (the inference
  * worker is killed, through the `onStop` hooks), a read in progress ends at once (stopReading: a pipe whose writer
  * stays silent included), the sampler's step callback and the batch loop check `stopped`, and an output being written
- * is finished or removed. Whatever the run is still waiting on a second later (a decode in sharp's threads), the
+ * is finished or removed. Whatever the run is still waiting on 0.8 s later (a decode in sharp's threads), the
  * process then ends anyway; a second signal ends it at once. Either way temp files are removed and the exit code is
  * 130.
  */
