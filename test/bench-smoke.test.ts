@@ -1,6 +1,6 @@
 /**
- * A smoke run of both benchmarks on the tiny model (the full runs are `npm run bench:quality` / `bench:speed`, not CI).
- * Skipped where the evaluation photos are absent.
+ * A smoke run of the benchmarks on the tiny model (the full runs are `npm run bench:quality` / `bench:speed` /
+ * `bench:memory`, not CI). Quality and speed are skipped where the evaluation photos are absent.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -51,5 +51,22 @@ describe.runIf(existsSync(EVAL))('benchmarks, smoke run', () => {
     expect(s.worker.perCall['1'].workerMs).toBeGreaterThan(0);
     expect(s.worker.perCall['1'].inlineMs).toBeGreaterThan(0);
     expect(s.worker.cli.ratio).toBeGreaterThan(0);
+  }, 300_000);
+});
+
+describe('the memory benchmark, smoke run', () => {
+  test("every task's peak is measured at three sizes and is under cm's estimate (the script exits 1 otherwise)", () => {
+    const out = join(dir, 'm');
+    const r = spawnSync(process.execPath, ['bench/memory.mjs', '--smoke', '--model', TINY_MODEL, '--out', out], { cwd: ROOT, timeout: 300_000 });
+    expect(r.status, r.stderr.toString()).toBe(0);
+    const m = JSON.parse(readFileSync(join(out, 'memory.json'), 'utf8')) as { cases: { task: string; batch: number | null; memory: { cli: number; worker: number; total: number }; estimate: number }[] };
+    for (const task of ['colorize', 'inpaint', 'superres', 'denoise', 'stroke']) {
+      expect(m.cases.filter((c) => c.task === task && c.batch === null).length).toBeGreaterThanOrEqual(3);
+    }
+    for (const c of m.cases) {
+      expect(c.memory.cli).toBeGreaterThan(0);
+      expect(c.memory.worker).toBeGreaterThan(0);
+      expect(c.estimate).toBeGreaterThanOrEqual(c.memory.total);
+    }
   }, 300_000);
 });

@@ -116,7 +116,8 @@ export class Batch {
   private finish(record: OutputRecord, status: OutputRecord['status'], started: number, error?: string): void {
     this.finished.add(record);
     Object.assign(record, { status, device: this.device, seconds: round3((performance.now() - started) / 1000) });
-    if (error !== undefined) record.error = error;
+    // A failed file has no output: nothing was written for it (the message names the file it would have been).
+    if (error !== undefined) Object.assign(record, { error, output: null });
     this.reporter.record(record);
     this.reporter.event({ event: 'file', task: this.task, input: record.input, output: record.output, status, error, done: this.done + this.failed + this.skipped, total: this.total });
   }
@@ -164,7 +165,7 @@ export class Batch {
 
   private finishFatal(record: OutputRecord, e: unknown): void {
     const message = e instanceof CmError ? e.message : `unexpected error: ${e instanceof Error ? e.message : String(e)}`;
-    Object.assign(record, { status: 'error', error: message, device: this.device, seconds: round3((performance.now() - this.start) / 1000) });
+    Object.assign(record, { status: 'error', error: message, output: null, device: this.device, seconds: round3((performance.now() - this.start) / 1000) });
     this.reporter.record(record);
   }
 }

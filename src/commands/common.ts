@@ -33,6 +33,8 @@ export interface InputArgs {
   inputs: string[];
   recursive: boolean;
   maxPixels?: number;
+  /** --max-memory: "4G", "512M" (see memory.ts). */
+  maxMemory?: string;
   keepMetadata: boolean;
   start?: StartKind;
   samples?: number;
@@ -56,6 +58,11 @@ export function withInputs<T>(y: Argv<T>): Argv<T & InputArgs> {
       type: 'number',
       describe: `Refuse images with more pixels than this, before decoding (default ${DEFAULT_MAX_PIXELS}); it also caps the bytes read from one input at 4 per pixel + 16 MiB`,
       requiresArg: true,
+    })
+    .option('max-memory', {
+      type: 'string',
+      requiresArg: true,
+      describe: "Memory an edit may take, e.g. 4G or 512M (default: the machine's, or its cgroup's limit); an image whose edit would need more is refused before decoding",
     })
     .option('keep-metadata', { type: 'boolean', default: false, describe: 'Copy EXIF, ICC profile and XMP from each input to its output' })
     .option('start', {

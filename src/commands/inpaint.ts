@@ -39,6 +39,7 @@ export function inpaintLayout(strategy: Strategy, mask: Tensor, tile: number): P
 const task: ImageTask<InpaintArgs> = {
   name: 'inpaint',
   defaultSteps: 2,
+  otherInputs: (args, items) => [...new Set(items.map((item) => maskFor(args.mask, item)).filter((m): m is string => m !== undefined))],
   async prepare({ picture, item }, args, file, reporter) {
     const maskPath = maskFor(args.mask, item);
     if (maskPath === undefined) throw new InputError(`${picture.label}: no mask named ${item.stem}.* in ${args.mask}`);

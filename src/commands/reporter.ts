@@ -12,13 +12,23 @@ export function setJsonStderr(on: boolean): void {
   jsonStderr = on;
 }
 
+const SHORT_ESCAPES: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t', '\b': '\\b', '\f': '\\f' };
+
+/**
+ * Text as one line, whatever file names it holds: control characters (a newline, a carriage return, an escape
+ * sequence) and the Unicode line and paragraph separators written as JSON escapes (\n, \r, \u001b, \u2028).
+ */
+export function oneLine(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => SHORT_ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /**
  * One line on stderr: `cm: <message>` (`cm: warning: <message>` for warnings), or with --progress json
  * {"event": kind, "message": ..., ...extra}.
  */
 export function sayOnStderr(kind: 'error' | 'warning' | 'info', message: string, extra: Record<string, unknown> = {}): void {
   if (jsonStderr) process.stderr.write(`${JSON.stringify({ event: kind, message, ...extra })}\n`);
-  else process.stderr.write(`cm: ${kind === 'warning' ? 'warning: ' : ''}${message}\n`);
+  else process.stderr.write(`cm: ${kind === 'warning' ? 'warning: ' : ''}${oneLine(message)}\n`);
 }
 
 export interface OutputRecord {
@@ -84,8 +94,9 @@ export class Reporter {
     this.pause(() => sayOnStderr('info', message));
   }
 
-  progress(text: string): void {
+  progress(line: string): void {
     if (this.quiet || this.progressJson || !spinnerWanted()) return;
+    const text = oneLine(line);
     if (this.spinner) this.spinner.text = text;
     else this.spinner = ora({ text, stream: process.stderr, discardStdin: false, isEnabled: process.stderr.isTTY ? undefined : true }).start();
   }

@@ -3,7 +3,7 @@
  * write, with --json records, progress, per-file failures and Ctrl-C. Tasks only say how to build their operator
  * (image tasks) or their start and noise (generation).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { unconstrained, type Operator } from '../editing/operator.js';
@@ -12,7 +12,7 @@ import { editFullResolution, type FullResEdit, type Scales } from '../sampler/fu
 import { InputError, ModelError, UsageError } from '../errors.js';
 import { encodePicture, readPicture, type AlphaPlane, type Picture } from '../io/image.js';
 import { expandInputs, type InputItem } from '../io/inputs.js';
-import { checkOutput, checkOutputCount, outputFormat, outputPath, STDOUT, writeOutput } from '../io/output.js';
+import { checkOutput, checkOutputCount, outputFormat, outputPath, resolvedPath, STDOUT, writeOutput } from '../io/output.js';
 import { MAX_SEED, Rng } from '../rng.js';
 import type { LoadedModel, ModelFile } from '../runtime/model.js';
 import { sample, type NoiseSource } from '../sampler/sample.js';
@@ -22,6 +22,7 @@ import type { Tensor } from '../tensor.js';
 import { inShard, parseShard, shardKey } from '../shard.js';
 import { checkCommon, checkPixelFlag, chooseSampling, chooseSeed, chooseTiling, openModel, perCall, samplingRecord, type CommonArgs, type InputArgs, type Sampling } from './common.js';
 import { Batch } from './batch.js';
+import { callPixelsBound, checkMemory, memoryBudget, type MemoryTask } from './memory.js';
 import { Interrupted, type SignalWatch } from './interrupt.js';
 import { Reporter, type OutputRecord } from './reporter.js';
 
@@ -61,6 +62,15 @@ export interface ImageTask<A> {
   startIsNoisy?: boolean;
   /** Extra name-template variables ({scale}). */
   nameVars?(args: A): { scale?: number };
+  /**
+   * The output's size for an input of this size, known from its header (default: the same); throws to refuse the
+   * input before it is decoded (superres: --max-output-pixels).
+   */
+  outputSize?(args: A, width: number, height: number, label: string): { width: number; height: number };
+  /** What refuses too large an output, for the memory refusal's hint (superres: "a smaller -x"). */
+  memoryHints?(args: A): string[];
+  /** The run's other input files (inpaint's masks): outputs never replace them. */
+  otherInputs?(args: A, items: readonly InputItem[]): string[];
   /** Read the task's other inputs (a mask) and describe the edit. */
   prepare(input: EditInput, args: A, file: ModelFile, reporter: Reporter): Promise<Edit>;
 }
@@ -90,6 +100,7 @@ interface Prepared {
 export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask<A>): Promise<void> {
   checkCommon(args);
   checkPixelFlag('--max-pixels', args.maxPixels);
+  const budget = memoryBudget(args.maxMemory);
   const shard = args.shard === undefined ? undefined : parseShard(args.shard);
   const reporter = new Reporter(args.quiet, args.json, args.progress === 'json');
   const items = expandInputs(args.inputs, args.recursive);
@@ -133,6 +144,13 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
       if (first !== undefined && job.output !== STDOUT) clash.set(job, first);
       else seen.set(job.output, job.item.path);
     }
+    // An output that is also an input of the run (an image, a mask, the model) would replace it, perhaps before it
+    // is read: refused, whatever --batch, the order of the inputs or --force (--skip-existing skips it: it exists).
+    const inputs = runInputs([
+      ...items.map((item) => ({ path: item.path, role: 'an input' })),
+      ...(task.otherInputs?.(args, items) ?? []).map((path) => ({ path, role: 'a mask' })),
+      { path: file.path, role: 'the model' },
+    ]);
     const pending = jobs.filter((job) => {
       const first = clash.get(job);
       if (first !== undefined) {
@@ -143,12 +161,25 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
         batch.skip(job.record);
         return false;
       }
+      const replaced = replacedInput(job.output, inputs);
+      if (replaced !== undefined) {
+        const what = replaced.path === job.item.path ? 'the input itself' : `${replaced.role} of this run${replaced.path === job.output ? '' : ` (${replaced.path})`}`;
+        batch.fail(job.record, new InputError(`${job.item.path}: its output ${job.output} is ${what}: an input is never replaced, even with --force (name another output)`));
+        return false;
+      }
       return true;
     });
     if (pending.length === 0) return;
     const tile = chooseTiling(args, file);
     const model = await batch.startModel(file, args);
     const tiling = { ...tile, ...perCall(args, model.device, tile.tile) };
+    const memory = { samples: sampling.samples, callPixels: callPixelsBound(tiling), modelBytes: modelBytes(file.path) };
+    // Refuse an image whose edit would not fit in memory from its header, before its pixels are decoded.
+    const beforeDecode = ({ label, width, height, bytes }: { label: string; width: number; height: number; bytes: number }): void => {
+      const size = task.outputSize?.(args, width, height, label) ?? { width, height };
+      const pixels = size.width * size.height;
+      checkMemory(label, task.name as MemoryTask, size, { ...memory, pixels, fileBytes: bytes }, budget, task.memoryHints?.(args));
+    };
     try {
       // Images of at most one tile are gathered --batch at a time and share the model calls; a larger image runs
       // alone (its tiles are batched instead), so that a batch never holds several big photos in memory.
@@ -173,7 +204,7 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
               reporter.warn(`${picture.label}: a 16-bit image with --keep-metadata is written as an 8-bit PNG (its metadata can only be kept at 8 bits)`);
             }
             const bytes = await encodePicture(results[i], 0, format, { alpha: edit.alpha, metadataFrom: picture.source, depth: picture.depth });
-            await writeOutput(job.output, bytes, args.force);
+            await writeOutput(job.output, bytes, args.force, args.outDir !== undefined);
             batch.ok(job.record, job.started);
           } catch (e) {
             batch.fail(job.record, e);
@@ -186,9 +217,10 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
         let prepared: Prepared;
         try {
           checkOutput(job.output, args.force, args.outDir !== undefined);
-          const picture = await readPicture(job.item.path, { maxPixels: args.maxPixels, keepSource: args.keepMetadata });
+          const picture = await readPicture(job.item.path, { maxPixels: args.maxPixels, keepSource: args.keepMetadata, beforeDecode });
           prepared = { job, picture, edit: await task.prepare({ picture, item: job.item }, args, file, reporter) };
         } catch (e) {
+          if (e instanceof Interrupted) throw e;
           await flush(); // the files before it are reported first: records come in the order of the inputs
           batch.fail(job.record, e);
           continue;
@@ -265,6 +297,10 @@ export async function runGeneration<A extends CommonArgs>(
     const sampling = chooseSampling(args, file, task.name as PlanTask, task.defaultSteps);
     for (const r of records) Object.assign(r, { model: file.path, ...samplingRecord(sampling) });
     for (const o of outputs) checkOutput(o, args.force, args.outDir !== undefined);
+    const modelInput = runInputs([{ path: file.path, role: 'the model' }]);
+    for (const o of outputs) {
+      if (replacedInput(o, modelInput)) throw new InputError(`${o}: is the model of this run: an input is never replaced, even with --force (name another output)`);
+    }
     const gen = task.build(file, new Rng(seed), count);
     const model = await batch.startModel(file, args);
     const started = performance.now();
@@ -282,11 +318,39 @@ export async function runGeneration<A extends CommonArgs>(
         },
       });
       for (let i = 0; i < count; i++) {
-        await writeOutput(outputs[i], await encodePicture(result, i, format), args.force);
+        await writeOutput(outputs[i], await encodePicture(result, i, format), args.force, args.outDir !== undefined);
         batch.ok(records[i], started);
       }
     } finally {
       await model.dispose();
     }
   }, records);
+}
+
+interface RunInput {
+  path: string;
+  /** "an input", "a mask", "the model". */
+  role: string;
+}
+
+/** The run's input files by where they lead (symbolic links followed), the first name given for each. */
+function runInputs(files: RunInput[]): Map<string, RunInput> {
+  const out = new Map<string, RunInput>();
+  for (const f of files) {
+    if (f.path === STDOUT || !existsSync(f.path)) continue; // stdin; a missing file fails on its own
+    const real = resolvedPath(f.path);
+    if (!out.has(real)) out.set(real, f);
+  }
+  return out;
+}
+
+/** The input an output would replace (the same file, through any path or link), if any. */
+function replacedInput(output: string, inputs: Map<string, RunInput>): RunInput | undefined {
+  return output === STDOUT ? undefined : inputs.get(resolvedPath(output));
+}
+
+/** The model's bytes: the .onnx file and its external weights beside it (.onnx.data), if any. */
+function modelBytes(path: string): number {
+  const size = (p: string): number => (existsSync(p) ? statSync(p).size : 0);
+  return size(path) + size(`${path}.data`);
 }

@@ -15,20 +15,28 @@ export const SCALES = [2, 4, 8];
 /** The default --max-output-pixels: 8192 x 8192. */
 export const DEFAULT_MAX_OUTPUT_PIXELS = 8192 * 8192;
 
+/** The output's size; refused over --max-output-pixels (from the input's header, before it is decoded). */
+function outputSize(args: SuperresArgs, w: number, h: number, label: string): { width: number; height: number } {
+  const p = args.scale;
+  const [width, height] = [w * p, h * p];
+  if (width * height > args.maxOutputPixels) {
+    throw new InputError(
+      `${label}: the x${p} output would be ${width}x${height} (${width * height} pixels), more than --max-output-pixels ${args.maxOutputPixels} (raise it to allow)`,
+    );
+  }
+  return { width, height };
+}
+
 const task: ImageTask<SuperresArgs> = {
   name: 'superres',
   defaultSteps: 2,
   nameVars: (args) => ({ scale: args.scale }),
   planTask: (args) => `superres-x${args.scale}` as PlanTask,
+  outputSize,
+  memoryHints: (args) => (args.scale > 2 ? ['a smaller -x'] : []),
   async prepare({ picture }, args) {
     const p = args.scale;
-    const width = picture.width * p;
-    const height = picture.height * p;
-    if (width * height > args.maxOutputPixels) {
-      throw new InputError(
-        `${picture.label}: the x${p} output would be ${width}x${height} (${width * height} pixels), more than --max-output-pixels ${args.maxOutputPixels} (raise it to allow)`,
-      );
-    }
+    const { width, height } = outputSize(args, picture.width, picture.height, picture.label);
     return {
       width,
       height,

@@ -51,6 +51,11 @@ export interface DecodeOptions {
   maxPixels?: number;
   /** Keep the file's bytes on the Picture, for --keep-metadata. */
   keepSource?: boolean;
+  /**
+   * Called with the image's size (from its header) and the file's bytes before its pixels are decoded; throws to
+   * refuse it (the memory it would need).
+   */
+  beforeDecode?: (info: { label: string; width: number; height: number; bytes: number }) => void;
 }
 
 /**
@@ -110,10 +115,17 @@ async function decodeRaw(
   // libvips decodes a GIF cut short without a warning: check its structure first.
   const gif = gifProblem(bytes);
   if (gif !== undefined) throw new InputError(`${label}: cannot decode image (${gif})`);
+  const sharp = await sharpLib();
+  const open = () => sharp(bytes, { failOn: 'warning', limitInputPixels: options.maxPixels ?? true, autoOrient: true });
+  let meta: Metadata;
   try {
-    const sharp = await sharpLib();
-    const open = () => sharp(bytes, { failOn: 'warning', limitInputPixels: options.maxPixels ?? true, autoOrient: true });
-    const deep = (await open().metadata()).depth === 'ushort';
+    meta = await open().metadata();
+  } catch (e) {
+    throw new InputError(`${label}: cannot decode image (${decoderProblem(e)})`);
+  }
+  if (meta.width && meta.height) options.beforeDecode?.({ label, width: meta.width, height: meta.height, bytes: bytes.length });
+  try {
+    const deep = meta.depth === 'ushort';
     const { data, info } = await open()
       .toColourspace(deep ? 'rgb16' : 'srgb')
       .raw(deep ? { depth: 'ushort' } : {})

@@ -3,7 +3,7 @@
  * rename or a no-clobber link) and stdout. A failed run leaves no partial file and never overwrites one without --force.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, realpathSync, statSync, unlinkSync, type Stats } from 'node:fs';
+import { accessSync, constants, existsSync, lstatSync, mkdirSync, realpathSync, rmdirSync, statSync, unlinkSync, type Stats } from 'node:fs';
 import { link, rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, extname, join } from 'node:path';
 import { isatty } from 'node:tty';
@@ -86,19 +86,23 @@ export function checkOutputCount(opts: OutputOptions, count: number): void {
 }
 
 /**
- * Fail before any work when an output cannot be written: its folder is missing (created instead when `create`, for
- * --out-dir), it exists and --force is off, or it exists and is not a regular file (a device, a pipe: never
- * replaced, even with --force).
+ * Fail before any work when an output cannot be written: its folder is missing (when `create`, for --out-dir, only
+ * a folder that could be made: it is made when the output is written, so that a file that fails leaves no empty
+ * folder), it exists and --force is off, or it exists and is not a regular file (a device, a pipe: never replaced,
+ * even with --force).
  */
 export function checkOutput(path: string, force: boolean, create = false): void {
   if (path === STDOUT) return;
   const dir = dirname(path);
   if (create && !existsSync(dir)) {
+    const above = nearestExisting(dir);
+    if (!statSync(above).isDirectory()) throw new InputError(`${path}: ${above} is not a folder`);
     try {
-      makeDirs(dir);
+      accessSync(above, constants.W_OK);
     } catch (e) {
       throw new InputError(`${path}: cannot create folder ${dir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
     }
+    return;
   }
   if (!existsSync(dir)) throw new InputError(`${path}: folder ${dir} does not exist`);
   if (!statSync(dir).isDirectory()) throw new InputError(`${path}: ${dir} is not a folder`);
@@ -139,12 +143,43 @@ function writeTarget(path: string): string {
   return lstatSync(path).isSymbolicLink() ? realpathSync(path) : path;
 }
 
-/** mkdir -p, one level at a time (Node's recursive mkdir spins forever under /proc). */
-function makeDirs(dir: string): void {
+/** The path itself if it exists, else its nearest existing parent folder. */
+function nearestExisting(path: string): string {
+  const parent = dirname(path);
+  return existsSync(path) || parent === path ? path : nearestExisting(parent);
+}
+
+/**
+ * Where a path leads: its real path (symbolic links followed) when it exists, else the real path of its nearest
+ * existing folder joined with the rest. Two paths that lead to the same file resolve to the same string.
+ */
+export function resolvedPath(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    const parent = dirname(path);
+    return parent === path ? path : join(resolvedPath(parent), basename(path));
+  }
+}
+
+/** mkdir -p, one level at a time (Node's recursive mkdir spins forever under /proc); adds the folders made to `made`. */
+function makeDirs(dir: string, made: string[]): void {
   if (existsSync(dir)) return;
   const parent = dirname(dir);
-  if (parent !== dir) makeDirs(parent);
+  if (parent !== dir) makeDirs(parent, made);
   mkdirSync(dir);
+  made.push(dir);
+}
+
+/** Remove folders made for an output that was not written, innermost first (each only while it is empty). */
+function removeDirs(made: string[]): void {
+  for (const dir of [...made].reverse()) {
+    try {
+      rmdirSync(dir);
+    } catch {
+      return; // another output has been written there meanwhile
+    }
+  }
 }
 
 /** Temp files being written right now: removed by removePendingTemps when the process is stopped. */
@@ -162,8 +197,29 @@ export function removePendingTemps(): void {
   pendingTemps.clear();
 }
 
-/** Write bytes to path atomically; without force, an existing file is never replaced (checked again at the end). */
-export async function writeAtomic(path: string, bytes: Uint8Array, force: boolean): Promise<void> {
+/**
+ * Write bytes to path atomically; without force, an existing file is never replaced (checked again at the end). With
+ * `create` a missing folder is made first (and removed again when the write fails).
+ */
+export async function writeAtomic(path: string, bytes: Uint8Array, force: boolean, create = false): Promise<void> {
+  const made: string[] = [];
+  if (create) {
+    try {
+      makeDirs(dirname(path), made);
+    } catch (e) {
+      removeDirs(made);
+      throw new InputError(`${path}: cannot create folder ${dirname(path)} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+    }
+  }
+  try {
+    await writeFileAtomic(path, bytes, force);
+  } catch (e) {
+    removeDirs(made);
+    throw e;
+  }
+}
+
+async function writeFileAtomic(path: string, bytes: Uint8Array, force: boolean): Promise<void> {
   const target = writeTarget(path);
   const tag = `${process.pid}-${randomBytes(4).toString('hex')}.tmp`;
   // A name near the 255-byte limit leaves no room for the temp file's additions: then a short temp name.
@@ -243,7 +299,8 @@ function writeProblem(e: unknown): string {
   return (e instanceof Error ? e.message : String(e)).replace(/^\w+: /, '');
 }
 
-export async function writeOutput(path: string, bytes: Uint8Array, force: boolean): Promise<void> {
+/** Write one output: to stdout, or atomically to its file (its folder made first when `create`, for --out-dir). */
+export async function writeOutput(path: string, bytes: Uint8Array, force: boolean, create = false): Promise<void> {
   if (path === STDOUT) await writeStdout(bytes);
-  else await writeAtomic(path, bytes, force);
+  else await writeAtomic(path, bytes, force, create);
 }

@@ -2,6 +2,7 @@
  * Reading an input's bytes, bounded: a regular file by its size (refused up front when over the limit, its header
  * checked before the rest is read), stdin and pipes by a byte limit counted as they are read. Devices, sockets and
  * terminals are refused without being read; a named pipe with no writer is refused at once instead of waiting.
+ * stopReading (Ctrl-C, SIGTERM) ends every read in progress at once, even one whose writer never writes.
  */
 import { closeSync, constants, fstatSync, openSync, read, readSync, statSync, type Stats } from 'node:fs';
 import { Socket } from 'node:net';
@@ -34,8 +35,28 @@ export interface ReadOptions {
   checkHeader?: (head: Buffer) => Promise<void>;
 }
 
+/** Why reading stopped (set by stopReading): every read in progress and every later one rejects with it. */
+let stopReason: Error | undefined;
+/** The streams being read now (stdin, pipes), destroyed by stopReading. */
+const reading = new Set<Readable>();
+
+/**
+ * End every read in progress now, and refuse every later one, with `reason` (a signal came). A pipe whose writer
+ * stays silent would otherwise keep the read, and the process, waiting for ever.
+ */
+export function stopReading(reason: Error): void {
+  stopReason ??= reason;
+  for (const stream of reading) stream.destroy(reason);
+  reading.clear();
+}
+
+function checkStopped(): void {
+  if (stopReason) throw stopReason;
+}
+
 /** Read a file (or stdin for "-") into memory, with one-line errors naming it. */
 export async function readInputBytes(spec: string, options: ReadOptions): Promise<{ label: string; bytes: Buffer }> {
+  checkStopped();
   if (spec === '-') return { label: 'stdin', bytes: await readStdin(options.limit) };
   let fd: number;
   try {
@@ -57,7 +78,7 @@ export async function readInputBytes(spec: string, options: ReadOptions): Promis
     handedOver = true;
     return { label: spec, bytes: await readPipe(spec, fd, options.limit) };
   } catch (e) {
-    if (e instanceof InputError) throw e;
+    if (e instanceof InputError || e === stopReason) throw e;
     throw new InputError(`${spec}: ${fsProblem(e)}`);
   } finally {
     if (!handedOver) closeSync(fd);
@@ -95,6 +116,7 @@ async function readRegular(label: string, fd: number, size: number, options: Rea
 async function readInto(fd: number, buf: Buffer, at: number): Promise<number> {
   let done = 0;
   while (at + done < buf.length) {
+    checkStopped();
     const n = await readAt(fd, buf, at + done, buf.length - at - done, at + done);
     if (n === 0) break;
     done += n;
@@ -131,6 +153,11 @@ async function readPipe(label: string, fd: number, limit: number): Promise<Buffe
 async function readStream(label: string, stream: Readable, limit: number, head?: Buffer): Promise<Buffer> {
   const chunks: Buffer[] = head ? [head] : [];
   let total = head?.length ?? 0;
+  if (stopReason) {
+    stream.destroy();
+    throw stopReason;
+  }
+  reading.add(stream);
   try {
     for await (const chunk of stream) {
       total += (chunk as Buffer).length;
@@ -140,8 +167,12 @@ async function readStream(label: string, stream: Readable, limit: number, head?:
   } catch (e) {
     stream.destroy();
     if (e instanceof InputError) throw e;
+    checkStopped();
     throw new InputError(`${label}: ${fsProblem(e)}`);
+  } finally {
+    reading.delete(stream);
   }
+  checkStopped(); // destroyed by a signal as the data ended
   if (stream !== process.stdin) stream.destroy();
   if (total === 0) throw new InputError(`${label}: no image data`);
   return Buffer.concat(chunks, total);
