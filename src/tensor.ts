@@ -181,3 +181,49 @@ export function halveTensor(t: Tensor, weight?: Tensor): Tensor {
   }
   return out;
 }
+
+/**
+ * Dihedral view v (0-7) of every image of a batch: mirrored left-right when v >= 4, then turned by (v mod 4)
+ * quarter turns counter-clockwise (a turn by 1 or 3 swaps height and width). View 0 is the tensor itself.
+ */
+export function toView(t: Tensor, v: number): Tensor {
+  if (v === 0) return t;
+  return rotate(v >= 4 ? flipLeftRight(t) : t, v % 4);
+}
+
+/** The inverse of toView: fromView(toView(t, v), v) equals t. */
+export function fromView(t: Tensor, v: number): Tensor {
+  if (v === 0) return t;
+  const back = rotate(t, (4 - (v % 4)) % 4);
+  return v >= 4 ? flipLeftRight(back) : back;
+}
+
+function flipLeftRight(t: Tensor): Tensor {
+  const out = t.zerosLike();
+  for (let p = 0; p < t.n * t.c * t.h; p++) {
+    const row = p * t.w;
+    for (let x = 0; x < t.w; x++) out.data[row + x] = t.data[row + t.w - 1 - x];
+  }
+  return out;
+}
+
+/** k quarter turns counter-clockwise (as numpy.rot90 over the last two axes). */
+function rotate(t: Tensor, k: number): Tensor {
+  if (k === 0) return t;
+  const { h, w } = t;
+  const out = k === 2 ? t.zerosLike() : new Tensor(t.n, t.c, w, h);
+  const oh = out.h;
+  const ow = out.w;
+  for (let p = 0; p < t.n * t.c; p++) {
+    const src = p * h * w;
+    const dst = p * oh * ow;
+    for (let i = 0; i < oh; i++) {
+      for (let j = 0; j < ow; j++) {
+        // out[i][j] = in[j][w-1-i] (k 1), in[h-1-i][w-1-j] (k 2), in[h-1-j][i] (k 3)
+        const s = k === 1 ? j * w + (w - 1 - i) : k === 2 ? (h - 1 - i) * w + (w - 1 - j) : (h - 1 - j) * w + i;
+        out.data[dst + i * ow + j] = t.data[src + s];
+      }
+    }
+  }
+  return out;
+}

@@ -82,6 +82,7 @@ export async function editFullResolution(model: Denoiser, edits: readonly FullRe
         noise: Array.from({ length: o.first.samples }, (_, k) => perImageNoise(group.map((j) => new Rng(edits[j].seed, streamOf(0, 0, k))))),
         start: o.first.start,
         eta: o.first.eta,
+        views: o.first.views,
         startIsNoisy: o.startIsNoisy,
         onStep: (ev) => o.onStep?.(ev, group),
       });

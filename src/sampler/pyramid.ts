@@ -23,6 +23,8 @@ export interface Stage {
   start: StartKind;
   eta: number;
   samples: number;
+  /** Each evaluation on another dihedral view (sample.ts); default false. */
+  views?: boolean;
 }
 
 export interface Level {
@@ -71,6 +73,7 @@ export async function sampleCoarseToFine(denoiser: Denoiser | ((level: number) =
       noise: Array.from({ length: stage.samples }, (_, k) => o.noise(l, k)),
       start: l === 0 ? stage.start : 'estimate',
       eta: stage.eta,
+      views: stage.views,
       startIsNoisy: l === 0 && o.startIsNoisy,
       onStep: (e) => o.onStep?.({ ...e, level: l, levels: o.levels.length }),
     });

@@ -8,10 +8,22 @@
 import { addScaled, clamp, concatBatch, Tensor } from '../tensor.js';
 import type { Operator } from '../editing/operator.js';
 
-/** f(x, sigma): the consistency function of a model, sigma given per batch item. */
+/**
+ * f(x, sigma): the consistency function of a model, sigma given per batch item. A denoiser with `views` also takes a
+ * dihedral view (0-7, src/tensor.ts toView): it evaluates the model on that mirrored or turned copy of its input and
+ * turns the answer back (tiles.ts does, per tile).
+ */
 export interface Denoiser {
-  denoise(x: Tensor, sigma: Float32Array): Promise<Tensor>;
+  denoise(x: Tensor, sigma: Float32Array, view?: number): Promise<Tensor>;
+  readonly views?: boolean;
 }
+
+/**
+ * The view of evaluation e (over all steps and samples of a run) when views are on: the identity first, and each
+ * next one as unlike the views before as the group allows (a mirror, a half turn, ...), so that a few evaluations
+ * already average over different orientations.
+ */
+export const VIEW_ORDER = [0, 6, 5, 3, 2, 4, 7, 1];
 
 /** Noise for step `step` (0 = the initial noise), shaped like `like`. */
 export type NoiseSource = (step: number, like: Tensor) => Tensor;
@@ -42,6 +54,11 @@ export interface SampleOptions {
   start?: StartKind;
   /** The share of fresh noise between steps, in [0, 1]; default 1 (the paper). */
   eta?: number;
+  /**
+   * Evaluate each step on another dihedral view of x (VIEW_ORDER in turn, over steps and samples), undone on the
+   * answer: the model's errors that depend on orientation average out over the steps and samples. Default false.
+   */
+  views?: boolean;
   onStep?: (event: StepEvent) => void;
 }
 
@@ -59,10 +76,11 @@ export async function sample(denoiser: Denoiser, options: SampleOptions): Promis
   if (noises.length < 1) throw new RangeError('Expected at least one noise source');
   const steps = sigmas.length - 1;
   const total = steps * noises.length;
+  if (options.views && !denoiser.views) throw new RangeError('Expected a denoiser that takes views (a tiled one) for views');
   let sum: Float64Array | undefined;
   let last: Tensor | undefined;
   for (let k = 0; k < noises.length; k++) {
-    const out = await sampleOnce(denoiser, options, noises[k], eta, (e) => options.onStep?.({ ...e, step: k * steps + e.step, steps: total }));
+    const out = await sampleOnce(denoiser, options, noises[k], eta, k * steps, (e) => options.onStep?.({ ...e, step: k * steps + e.step, steps: total }));
     if (noises.length === 1) return out;
     sum ??= new Float64Array(out.data.length);
     for (let i = 0; i < sum.length; i++) sum[i] += out.data[i];
@@ -78,6 +96,7 @@ async function sampleOnce(
   options: SampleOptions,
   noise: NoiseSource,
   eta: number,
+  firstEvaluation: number,
   onStep: (event: StepEvent) => void,
 ): Promise<Tensor> {
   const { operator, sigmas, sigmaMin } = options;
@@ -87,7 +106,8 @@ async function sampleOnce(
   let x0 = x;
   for (let i = 0; i < steps; i++) {
     const sigma = sigmas[i];
-    const f = await denoiser.denoise(x, new Float32Array(x.n).fill(sigma));
+    const sig = new Float32Array(x.n).fill(sigma);
+    const f = await (options.views ? denoiser.denoise(x, sig, VIEW_ORDER[(firstEvaluation + i) % VIEW_ORDER.length]) : denoiser.denoise(x, sig));
     x0 = operator.project(clamp(f));
     onStep({ step: i + 1, steps, sigma, denoised: x0 });
     const next = sigmas[i + 1];

@@ -14,7 +14,7 @@
  * fitted to the image, between `tile` and `maxTile`, so that those tiles hold the fewest pixels: a 2048-pixel side
  * takes 13 tiles of 168 (1.07x its pixels) where tiles of 128 would need 18 (1.13x).
  */
-import { cropTensor, Tensor } from '../tensor.js';
+import { cropTensor, fromView, Tensor, toView } from '../tensor.js';
 import type { Denoiser } from './sample.js';
 
 export interface TileOptions {
@@ -137,7 +137,7 @@ function shiftOf(call: number, shifts: number, ratio: number): number {
 }
 
 /** A Denoiser over images of any size, evaluating `inner` on tiles. `calls` counts its evaluations so far. */
-export function tiledDenoiser(inner: Denoiser, options: TileOptions): Denoiser & { readonly calls: number } {
+export function tiledDenoiser(model: Denoiser, options: TileOptions): Denoiser & { readonly calls: number } {
   checkTileOptions(options);
   const { overlap } = options;
   const maxTile = options.maxTile ?? options.tile;
@@ -152,8 +152,11 @@ export function tiledDenoiser(inner: Denoiser, options: TileOptions): Denoiser &
     get calls() {
       return calls;
     },
-    async denoise(x: Tensor, sigma: Float32Array): Promise<Tensor> {
+    views: true,
+    async denoise(x: Tensor, sigma: Float32Array, view = 0): Promise<Tensor> {
       const call = calls++;
+      // Each tile (square but for an image of the model's size) in the view asked for, turned back before blending.
+      const inner: Denoiser = view === 0 ? model : { denoise: async (t, s) => fromView(await model.denoise(toView(t, view), s), view) };
       const small = options.small;
       if (small !== undefined && small < options.tile && x.w <= small && x.h <= small) {
         if (x.w === small && x.h === small) return inner.denoise(x, sigma);
