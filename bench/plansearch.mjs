@@ -18,6 +18,9 @@
 // `--start model --rounds 1` is the bounded fast mode that training's promotion runs.
 // --score-only searches nothing: it scores the model's own default of every task variant (cm.task_plans) and prints
 // {variant: {psnr, ...}} as JSON on stdout.
+// Each K's best plan is also tried with views (each evaluation on another mirrored or turned copy: no extra cost).
+// Presets of --quality: "fast" is the best one-evaluation, one-sample plan; "best" the best of each K's plan with 1 to
+// 16 samples and views, within --best-budget evaluations (default 16).
 // Objectives: PSNR (inpainting: in the hole) for superres, inpaint, denoise; colorize: PSNR among plans whose
 // colourfulness is 0.5-1.5x the photos'; stroke: among plans whose high-frequency energy is 0.8-1.2x the photos',
 // the smallest region colour error. Writes the chosen plans (JSON, the cm.task_plans format) and every scored
@@ -49,6 +52,8 @@ const nCrops = Number(flags.crops ?? (smoke ? 4 : 32));
 const outPath = flags.out ?? join(ROOT, 'training', 'results', 'task_plans.json');
 // A stored plan costs at most this many network evaluations per image (or tile): K steps x samples.
 const budget = Number(flags.budget ?? 4);
+// --quality best may spend up to this many evaluations (steps x samples), each on another dihedral view.
+const bestBudget = Number(flags['best-budget'] ?? 16);
 const rounds = Number(flags.rounds ?? (smoke ? 1 : 3));
 const scoreOnly = flags['score-only'] === true;
 const TRAIN_DIR = process.env.CM_TRAIN_DIR ?? join(ROOT, '..', 'shared', 'data', 'train');
@@ -78,6 +83,9 @@ const file = await readModelFile(modelPath);
 const { grid, resolution: RES } = file.card;
 const earlier = flags.start === 'model' ? file.card.taskPlans : typeof flags.start === 'string' ? JSON.parse(readFileSync(flags.start, 'utf8')) : null;
 const model = await loadModel(file, { device: 'cpu', threads: Number(flags.threads ?? 2), inline: true });
+// The crops are of the model's size: one tile each, so the tiled denoiser only adds the views (as the CLI has them).
+const { tiledDenoiser } = await dist('sampler/tiles.js');
+const viewed = tiledDenoiser(model, { tile: RES, overlap: 0, batch: 64, small: RES });
 const crops = [];
 for (let i = 0; crops.length < nCrops; i++) {
   const photo = await load(valPaths[i % valPaths.length]);
@@ -145,18 +153,19 @@ async function score(v, cfg) {
 async function scoreNow(v, cfg) {
   const ops = stackOperators(v.items.map((it) => it.op));
   const plan = v.task === 'denoise' ? planFromLevel(grid, v.items[0].sigma / 127.5, cfg.k) : planFromTs(grid, cfg.ts, 'plan');
-  const x = await sample(model, {
+  const x = await sample(viewed, {
     operator: ops,
     sigmas: plan.sigmas,
     sigmaMin: grid.sigmaMin,
     noise: Array.from({ length: cfg.samples }, (_, k) => perImageNoise(v.items.map((_, i) => new Rng(i, k)))),
     start: cfg.start,
     eta: cfg.eta,
+    views: cfg.views ?? false,
     startIsNoisy: v.task === 'denoise',
   });
   const per = v.items.map((it, i) => v.metric(toImg(x, i), it));
   const m = Object.fromEntries(Object.keys(per[0]).map((k) => [k, mean(per.map((r) => r[k]))]));
-  const row = { variant: v.name, k: cfg.k, ts: cfg.ts?.join(',') ?? `level,${cfg.k}`, start: cfg.start, eta: cfg.eta, samples: cfg.samples, ...m };
+  const row = { variant: v.name, k: cfg.k, ts: cfg.ts?.join(',') ?? `level,${cfg.k}`, start: cfg.start, eta: cfg.eta, samples: cfg.samples, views: cfg.views ? 1 : 0, ...m };
   rows.push(row);
   return row;
 }
@@ -174,7 +183,7 @@ function objective(v, r) {
   return r.psnr;
 }
 
-const key = (c) => `${c.ts?.join(',') ?? c.k}|${c.start}|${c.eta}|${c.samples}`;
+const key = (c) => `${c.ts?.join(',') ?? c.k}|${c.start}|${c.eta}|${c.samples}|${c.views ? 'views' : ''}`;
 const last = grid.size - 1;
 const spaced = (s0, k) => evenPlan(grid, k, s0).ts;
 
@@ -250,6 +259,8 @@ for (const v of variants) {
   }
   const best = {};
   for (const k of smoke ? [1] : [1, 2, 4]) best[k] = await searchK(v, k);
+  const fastCfg = best[1].cfg;
+  const fastRow = best[1].row;
   // Averaging: the best plans again with more samples, at most 8 evaluations in all.
   for (const k of Object.keys(best).map(Number)) {
     if (v.task === 'denoise' && best[k].cfg.eta === 0) continue; // deterministic: averaging changes nothing
@@ -260,8 +271,31 @@ for (const v of variants) {
       if (objective(v, row) > objective(v, best[k].row)) best[k] = { cfg, row };
     }
   }
+  // Views: the same evaluations, each on another mirrored or turned view (free: kept where they score better).
+  for (const k of Object.keys(best).map(Number)) {
+    if (k * best[k].cfg.samples < 2 || smoke) continue;
+    const cfg = { ...best[k].cfg, views: true };
+    const row = await score(v, cfg);
+    if (objective(v, row) > objective(v, best[k].row)) best[k] = { cfg, row };
+  }
+  // --quality fast: one evaluation, one sample (the K = 1 search before averaging).
+  best.fast = { cfg: { ...fastCfg, k: 1 }, row: fastRow };
+  // --quality best: the best plan of each K with more samples and views, up to bestBudget evaluations.
+  if (!smoke) {
+    let top = null;
+    for (const k of [1, 2, 4]) {
+      if (!best[k]) continue;
+      for (const s of [1, 2, 4, 8, 16]) {
+        if (k * s > bestBudget) continue;
+        const cfg = { ...best[k].cfg, k, samples: s, views: k * s > 1 };
+        const row = await score(v, cfg);
+        if (!top || objective(v, row) > objective(v, top.row)) top = { cfg, row };
+      }
+    }
+    best.best = top;
+  }
   chosen[v.name] = best;
-  const show = (e) => `${e.cfg.ts?.join(',') ?? 'level'} ${e.cfg.start} eta ${e.cfg.eta} x${e.cfg.samples}: ${Object.entries(e.row).filter(([n]) => ['psnr', 'hf', 'colour', 'colourErr'].includes(n)).map(([n, x]) => `${n} ${round(x, 3)}`).join(' ')}`;
+  const show = (e) => `${e.cfg.ts?.join(',') ?? 'level'} ${e.cfg.start} eta ${e.cfg.eta} x${e.cfg.samples}${e.cfg.views ? ' views' : ''}: ${Object.entries(e.row).filter(([n]) => ['psnr', 'hf', 'colour', 'colourErr'].includes(n)).map(([n, x]) => `${n} ${round(x, 3)}`).join(' ')}`;
   log(`${v.name} (${((performance.now() - t0) / 1000).toFixed(0)} s): ${Object.entries(best).map(([k, e]) => `K=${k} ${show(e)}`).join(' | ')}`);
 }
 
@@ -269,7 +303,15 @@ for (const v of variants) {
 const taskPlans = {};
 for (const v of variants) {
   for (const [k, e] of Object.entries(chosen[v.name])) {
-    const entry = { ...(e.cfg.ts ? { ts: e.cfg.ts } : {}), start: e.cfg.start, eta: e.cfg.eta, ...(e.cfg.samples > 1 ? { samples: e.cfg.samples } : {}) };
+    if (!e) continue;
+    const entry = {
+      ...(k === 'fast' || k === 'best' ? { k: e.cfg.k } : {}),
+      ...(e.cfg.ts ? { ts: e.cfg.ts } : {}),
+      start: e.cfg.start,
+      eta: e.cfg.eta,
+      ...(e.cfg.samples > 1 ? { samples: e.cfg.samples } : {}),
+      ...(e.cfg.views ? { views: true } : {}),
+    };
     const byK = (taskPlans[v.task] ??= {});
     if (!byK[k]) byK[k] = { entry, from: v.name, obj: objective(v, e.row) };
     else byK[k].alternatives = [...(byK[k].alternatives ?? []), { entry, from: v.name, obj: objective(v, e.row) }];
@@ -289,6 +331,7 @@ for (const [task, byK] of Object.entries(taskPlans)) {
     for (const c of cands) {
       let total = 0;
       for (const v of vs) total += objective(v, await score(v, { k: Number(k), ...c, samples: c.samples ?? 1 }));
+      // (a preset's own k comes with c)
       if (!win || total > win.total) win = { c, total };
     }
     byK[k] = win.c;
@@ -300,6 +343,10 @@ for (const [task, byK] of Object.entries(taskPlans)) {
   const vs = variants.filter((v) => v.task === task);
   let best = null;
   for (const [k, entry] of Object.entries(byK)) {
+    if (k === 'fast' || k === 'best') {
+      delete entry.objective;
+      continue;
+    }
     let obj = entry.objective;
     if (obj === undefined) {
       obj = 0;
@@ -314,7 +361,7 @@ for (const [task, byK] of Object.entries(taskPlans)) {
 await model.dispose();
 mkdirSync(dirname(outPath), { recursive: true });
 writeFileSync(outPath, `${JSON.stringify(taskPlans)}\n`);
-const cols = ['variant', 'k', 'ts', 'start', 'eta', 'samples', 'psnr', 'hf', 'colour', 'colourErr'];
+const cols = ['variant', 'k', 'ts', 'start', 'eta', 'samples', 'views', 'psnr', 'hf', 'colour', 'colourErr'];
 writeFileSync(outPath.replace(/\.json$/, '.csv'), [cols.join(','), ...rows.map((r) => cols.map((c) => (typeof r[c] === 'number' ? round(r[c], 4) : `"${r[c] ?? ''}"`)).join(','))].join('\n') + '\n');
 log(`wrote ${outPath} and ${outPath.replace(/\.json$/, '.csv')} (${rows.length} configurations)`);
 process.stdout.write(`${JSON.stringify(taskPlans)}\n`);

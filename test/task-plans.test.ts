@@ -30,6 +30,12 @@ const PLANS = {
   denoise: { '1': { eta: 0 } },
 };
 
+// A stored "fast" naming an entry, a "best" of its own with views.
+const PRESET_PLANS = {
+  inpaint: { ...PLANS.inpaint, default: 3, fast: 1, best: { k: 2, ts: [30, 35, 39], start: 'estimate', eta: 0, samples: 3, views: true } },
+  'superres-x4': PLANS['superres-x4'],
+};
+
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'cm-task-plans-'));
   const tiny = readFileSync(TINY_MODEL);
@@ -38,6 +44,7 @@ beforeAll(async () => {
   writeFileSync(at('bad-task.onnx'), withMetadata(tiny, { 'cm.task_plans': '{"paint":{"1":{"ts":[0,39]}}}' }));
   writeFileSync(at('bad-index.onnx'), withMetadata(tiny, { 'cm.task_plans': '{"inpaint":{"1":{"ts":[30,45]}}}' }));
   writeFileSync(at('defaulted.onnx'), withMetadata(tiny, { 'cm.task_plans': JSON.stringify({ inpaint: { ...PLANS.inpaint, default: 1 } }) }));
+  writeFileSync(at('presets.onnx'), withMetadata(tiny, { 'cm.task_plans': JSON.stringify(PRESET_PLANS) }));
   const px = Buffer.alloc(64 * 64 * 3);
   for (let i = 0; i < px.length; i++) px[i] = (i * 7 + (i >> 6)) % 256;
   await sharp(px, { raw: { width: 64, height: 64, channels: 3 } }).png().toFile(at('img.png'));
@@ -137,6 +144,50 @@ describe('cm.task_plans', () => {
   });
 });
 
+describe('--quality fast|default|best and --views', () => {
+  const inpaint = (...extra: string[]) => run('inpaint', 'img.png', '--mask', 'mask.png', '--model', 'presets.onnx', '-o', 'q.png', '--force', '--json', ...extra);
+
+  test('the stored presets: fast names an entry, best is its own plan with views; default is the task default', () => {
+    expect(record(inpaint('--quality', 'fast').stdout)).toMatchObject({ quality: 'fast', evaluations: 1, ts: [30, 39], samples: 1, views: false });
+    expect(record(inpaint('--quality', 'best').stdout)).toMatchObject({ quality: 'best', evaluations: 2, ts: [30, 35, 39], samples: 3, views: true });
+    expect(record(inpaint('--quality', 'default').stdout)).toMatchObject({ quality: 'default', evaluations: 3, ts: [20, 26, 30, 39], views: false });
+    expect(record(inpaint().stdout)).toMatchObject({ quality: 'default', evaluations: 3 });
+    // --steps or --ts chose the plan: no preset
+    expect(record(inpaint('--steps', '1').stdout)).toMatchObject({ quality: null, evaluations: 1 });
+  });
+
+  test('without stored presets: fast is the fewest evaluations with one sample, best the default with views', () => {
+    const sr = (...extra: string[]) => run('superres', 'img.png', '-x', '4', '--model', 'presets.onnx', '-o', 's.png', '--force', '--json', ...extra);
+    expect(record(sr('--quality', 'fast').stdout)).toMatchObject({ quality: 'fast', evaluations: 2, samples: 1, views: false });
+    expect(record(sr('--quality', 'best').stdout)).toMatchObject({ quality: 'best', evaluations: 2, ts: [24, 30, 39], samples: 2, eta: 0.5, views: true });
+  });
+
+  test('--views and --samples override a preset; views change the result, and known pixels stay exact', async () => {
+    const a = record(inpaint('--quality', 'best', '--no-views', '--samples', '1').stdout);
+    expect(a).toMatchObject({ quality: 'best', views: false, samples: 1 });
+    const plain = readFileSync(at('q.png'));
+    expect(record(inpaint('--quality', 'best', '--samples', '1').stdout)).toMatchObject({ views: true });
+    const viewed = readFileSync(at('q.png'));
+    expect(viewed.equals(plain)).toBe(false);
+    const [q, img] = await Promise.all([sharp(at('q.png')).raw().toBuffer(), sharp(at('img.png')).raw().toBuffer()]);
+    for (let p = 0; p < 64 * 64; p++) {
+      const x = p % 64;
+      const y = (p - x) / 64;
+      if (x >= 16 && x < 40 && y >= 20 && y < 44) continue;
+      for (let c = 0; c < 3; c++) expect(q[p * 3 + c]).toBe(img[p * 3 + c]);
+    }
+  });
+
+  test('--quality with --steps or --ts is a usage error; cm models info lists what each quality runs', () => {
+    const r = inpaint('--quality', 'best', '--steps', '2');
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim()).toBe("cm: --quality picks one of the model's stored plans: give it, or --steps, not both");
+    const info = cm(['models', 'info', 'presets.onnx']);
+    expect(info.stdout).toMatch(/ {2}inpaint {6}fast: 1 evaluation; default: 3 evaluations; best: 6 evaluations with views\n/);
+    expect(info.stdout).toMatch(/ {2}superres-x4 {2}fast: 2 evaluations \(derived\); default: 4 evaluations; best: 4 evaluations with views \(derived\)\n/);
+  });
+});
+
 describe('parseModelCard: cm.task_plans', () => {
   const base = { 'cm.format': '1', 'cm.resolution': '64', 'cm.channels': '3', 'cm.sigma_min': '0.002', 'cm.sigma_max': '80', 'cm.sigma_data': '0.5', 'cm.rho': '7', 'cm.grid': '40' };
   test.each([
@@ -148,6 +199,10 @@ describe('parseModelCard: cm.task_plans', () => {
     ['{"inpaint":{"2":{"ts":[0,39]}}}', /not a plan of 2 evaluations/],
     ['{"denoise":{"1":{"ts":[0,39]}}}', /denoise starts at the image's noise level and takes no ts/],
     ['{"inpaint":{"1":{"ts":[0,39]},"default":2}}', /inpaint: default 2 is not one of its numbers of evaluations \(1\)/],
+    ['{"inpaint":{"1":{"ts":[0,39]},"fast":2}}', /inpaint fast: 2 is not one of its numbers of evaluations \(1\)/],
+    ['{"inpaint":{"1":{"ts":[0,39],"views":"yes"}}}', /views "yes" is not true or false/],
+    ['{"inpaint":{"best":{"k":3,"ts":[0,20,39]}}}', /inpaint best: ts \[0,20,39\] is not a plan of 3 evaluations/],
+    ['{"denoise":{"best":{"samples":4}}}', /denoise best: k undefined is not a number of evaluations/],
   ])('refuses %s', (raw, message) => {
     expect(() => parseModelCard({ ...base, 'cm.task_plans': raw }, 'm.onnx')).toThrow(ModelError);
     expect(() => parseModelCard({ ...base, 'cm.task_plans': raw }, 'm.onnx')).toThrow(message);

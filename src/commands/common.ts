@@ -38,6 +38,10 @@ export interface InputArgs {
   keepMetadata: boolean;
   start?: StartKind;
   samples?: number;
+  /** --quality: which of the model's stored plans (fast, the default, best). */
+  quality?: Quality;
+  /** --views / --no-views: each evaluation on another mirrored or turned view (default: the plan's). */
+  views?: boolean;
   tile?: number;
   overlap?: number;
   shard?: string;
@@ -83,6 +87,15 @@ export function withInputs<T>(y: Argv<T>): Argv<T & InputArgs> {
       type: 'number',
       requiresArg: true,
       describe: `Average this many independent samples (1-${MAX_SAMPLES}): closer to the true image in PSNR, softer, K x the time (default: the model's task default, else 1)`,
+    })
+    .option('quality', {
+      choices: QUALITIES,
+      describe:
+        "Which of the model's measured plans: fast (its cheapest, 1 evaluation), default, best (up to 16 evaluations, each on a mirrored or turned view); cm models info lists them (not with --steps or --ts)",
+    })
+    .option('views', {
+      type: 'boolean',
+      describe: 'Evaluate each step on another mirrored or turned copy of the image and turn the answer back, so that orientation-dependent errors average out (default: the plan\'s)',
     })
     .option('shard', {
       type: 'string',
@@ -206,12 +219,19 @@ export async function openModel(args: CommonArgs): Promise<ModelFile> {
   return readModelFile(path);
 }
 
+export const QUALITIES = ['fast', 'default', 'best'] as const;
+export type Quality = (typeof QUALITIES)[number];
+
 /** How one run samples: the plan and the sampler's three knobs (ALGORITHMS.md 4b). */
 export interface Sampling {
   plan: Plan;
   start: StartKind;
   eta: number;
   samples: number;
+  /** Each evaluation on another dihedral view (sample.ts). */
+  views: boolean;
+  /** The --quality preset the plan came from (null: --steps or --ts chose it). */
+  quality: Quality | null;
   /** The finer levels of coarse-to-fine editing: from the upsampled coarser result, two low-sigma steps. */
   refine: Stage;
 }
@@ -220,7 +240,7 @@ export interface Sampling {
 const REFINE_SIGMAS = [0.4, 0.1];
 
 /** The paper's sampler: start from the known data, fresh noise at every step, one sample. */
-export const PAPER: Omit<Sampling, 'plan' | 'refine'> = { start: 'known', eta: 1, samples: 1 };
+export const PAPER: Pick<Sampling, 'start' | 'eta' | 'samples'> = { start: 'known', eta: 1, samples: 1 };
 
 /** The most evaluations a stored task default may make the default (longer plans stay available with --steps). */
 const MAX_DEFAULT_STEPS = 8;
@@ -232,7 +252,10 @@ const MAX_DEFAULT_STEPS = 8;
  * - --steps K (default: the task's "default" in the model's cm.task_plans, else the most evaluations up to 8 it stores
  *   for the task, else the command's own default): the model's task plan for K with its start, eta and samples;
  *   without one, the model's cm.plans entry for K (from sigma_max) with the paper's knobs;
- * - --start, --eta and --samples override the knobs either way.
+ * - --quality fast|best instead: the model's stored "fast" / "best" plan for the task; without one, fast is its
+ *   stored plan of the fewest evaluations with one sample, and best its default with views on; --quality default is
+ *   the above;
+ * - --start, --eta, --samples and --views override the knobs either way.
  * `own` makes the plan for tasks that start part-way by nature (stroke, denoise), given K and the stored default.
  */
 export function chooseSampling(
@@ -243,10 +266,15 @@ export function chooseSampling(
   own?: (k: number, stored: TaskPlan | undefined) => Plan,
 ): Sampling {
   const { grid, plans } = file.card;
+  if (args.quality !== undefined && (args.steps !== undefined || args.ts !== undefined)) {
+    throw new UsageError(`--quality picks one of the model's stored plans: give it, or --${args.ts !== undefined ? 'ts' : 'steps'}, not both`);
+  }
   const stored = file.card.taskPlans[task] ?? {};
   const storedK = Object.keys(stored).map(Number).filter((k) => k <= MAX_DEFAULT_STEPS);
-  const k = args.steps ?? file.card.taskDefaults[task] ?? (storedK.length ? Math.max(...storedK) : defaultSteps);
-  const entry: TaskPlan | undefined = args.ts === undefined ? stored[String(k)] : undefined;
+  const defaultK = file.card.taskDefaults[task] ?? (storedK.length ? Math.max(...storedK) : defaultSteps);
+  const preset = args.quality === 'fast' || args.quality === 'best' ? presetPlan(file, task, args.quality, defaultK) : undefined;
+  const k = preset?.k ?? args.steps ?? defaultK;
+  const entry: TaskPlan | undefined = preset?.plan ?? (args.ts === undefined ? stored[String(k)] : undefined);
   let plan: Plan;
   if (own) plan = own(k, entry);
   else if (args.ts !== undefined) plan = parseTs(grid, args.ts);
@@ -262,8 +290,28 @@ export function chooseSampling(
     start: args.start ?? base.start,
     eta: args.eta ?? base.eta,
     samples: args.samples ?? base.samples,
+    views: args.views ?? (base as Partial<TaskPlan>).views ?? false,
+    quality: args.steps !== undefined || args.ts !== undefined ? null : (args.quality ?? 'default'),
     refine: { sigmas: planFromTs(grid, [...refineTs, grid.size - 1], 'the refinement plan').sigmas, start: 'estimate', eta: 0, samples: 1 },
   };
+}
+
+/**
+ * The plan of --quality fast or best for a task: the model's stored one; else fast = its stored plan of the fewest
+ * evaluations, with one sample, and best = its default with views on; without stored plans at all, fast is one
+ * evaluation and best the default number, both with the paper's knobs (best with views).
+ */
+export function presetPlan(file: ModelFile, task: PlanTask, quality: 'fast' | 'best', defaultK: number): { k: number; plan?: TaskPlan } {
+  const own = file.card.taskPresets[task]?.[quality];
+  if (own) return own;
+  const stored = Object.entries(file.card.taskPlans[task] ?? {}).map(([k, plan]) => ({ k: Number(k), plan }));
+  if (quality === 'fast') {
+    if (stored.length === 0) return { k: 1 };
+    const fewest = stored.reduce((a, b) => (b.k < a.k ? b : a));
+    return { k: fewest.k, plan: { ...fewest.plan, samples: 1, views: false } };
+  }
+  const def = stored.find((e) => e.k === defaultK);
+  return { k: defaultK, plan: { ...(def?.plan ?? PAPER), views: true } };
 }
 
 /** Whether the model is one of cm's own UNets (cm.architecture says so): fully convolutional, any multiple of 8. */
@@ -329,6 +377,6 @@ export function choosePlan(args: CommonArgs, file: ModelFile, defaultSteps: numb
 }
 
 /** The record fields that say how a run sampled. */
-export function samplingRecord(s: Sampling): { evaluations: number; ts: number[] | null; start: StartKind; eta: number; samples: number } {
-  return { evaluations: evaluations(s.plan), ts: s.plan.ts ?? null, start: s.start, eta: s.eta, samples: s.samples };
+export function samplingRecord(s: Sampling): { quality: Quality | null; evaluations: number; ts: number[] | null; start: StartKind; eta: number; samples: number; views: boolean } {
+  return { quality: s.quality, evaluations: evaluations(s.plan), ts: s.plan.ts ?? null, start: s.start, eta: s.eta, samples: s.samples, views: s.views };
 }

@@ -1,6 +1,7 @@
 import type { Argv, CommandModule } from 'yargs';
 import { CmError, ModelError } from '../errors.js';
-import type { PlanTask } from '../runtime/card.js';
+import type { PlanTask, TaskPlan } from '../runtime/card.js';
+import { presetPlan, QUALITIES, type Quality } from './common.js';
 import { readModelFile, type ModelFile } from '../runtime/model.js';
 import { installedModels, resolveModel } from '../runtime/registry.js';
 
@@ -25,10 +26,33 @@ function summary(file: ModelFile, name: string, isDefault: boolean): Record<stri
     plans: card.plans,
     task_plans: card.taskPlans,
     task_defaults: card.taskDefaults,
+    quality: qualityTable(file),
     parameters: card.metadata['cm.params'] ? Number(card.metadata['cm.params']) : null,
     license: card.license,
     trained_on: card.trainedOn,
   };
+}
+
+function describePlan(p: TaskPlan): string {
+  return `${p.ts ? `ts ${p.ts.join(',')} ` : ''}start ${p.start}, eta ${p.eta}${p.samples > 1 ? `, ${p.samples} samples` : ''}${p.views ? ', views' : ''}`;
+}
+
+/** What --quality fast / default / best run for each task the model stores plans for (commands/common.ts). */
+function qualityTable(file: ModelFile): Record<string, Record<Quality, { k: number; evaluations: number; stored: boolean; plan: string }>> {
+  const out: Record<string, Record<Quality, { k: number; evaluations: number; stored: boolean; plan: string }>> = {};
+  for (const task of Object.keys(file.card.taskPlans) as PlanTask[]) {
+    if (task === 'generate' || task === 'interpolate') continue;
+    const stored = file.card.taskPlans[task] ?? {};
+    const defaultK = file.card.taskDefaults[task] ?? Math.max(...Object.keys(stored).map(Number));
+    const row = {} as Record<Quality, { k: number; evaluations: number; stored: boolean; plan: string }>;
+    for (const q of QUALITIES) {
+      const p = q === 'default' ? { k: defaultK, plan: stored[String(defaultK)] } : presetPlan(file, task, q, defaultK);
+      const plan = p.plan ?? { start: 'known' as const, eta: 1, samples: 1 };
+      row[q] = { k: p.k, evaluations: p.k * plan.samples, stored: q === 'default' || file.card.taskPresets[task]?.[q] !== undefined, plan: `${p.k}: ${describePlan(plan)}` };
+    }
+    out[task] = row;
+  }
+  return out;
 }
 
 async function list(args: ModelsArgs): Promise<void> {
@@ -69,8 +93,11 @@ async function info(args: InfoArgs): Promise<void> {
   const taskPlans = Object.entries(card.taskPlans).map(
     ([task, byK]) =>
       `  ${task.padEnd(12)} ${Object.entries(byK ?? {})
-        .map(([k, p]) => `${k}${card.taskDefaults[task as PlanTask] === Number(k) ? ' (default)' : ''}: ${p.ts ? `ts ${p.ts.join(',')} ` : ''}start ${p.start}, eta ${p.eta}${p.samples > 1 ? `, ${p.samples} samples` : ''}`)
+        .map(([k, p]) => `${k}${card.taskDefaults[task as PlanTask] === Number(k) ? ' (default)' : ''}: ${describePlan(p)}`)
         .join('; ')}`,
+  );
+  const quality = Object.entries(s.quality as ReturnType<typeof qualityTable>).map(
+    ([task, q]) => `  ${task.padEnd(12)} ${QUALITIES.map((name) => `${name}: ${q[name].evaluations} evaluation${q[name].evaluations === 1 ? '' : 's'}${q[name].plan.endsWith(', views') ? ' with views' : ''}${q[name].stored ? '' : ' (derived)'}`).join('; ')}`,
   );
   const lines = [
     `name:        ${card.name}`,
@@ -82,6 +109,8 @@ async function info(args: InfoArgs): Promise<void> {
     `plans:       ${plans.length ? plans.join('; ') : 'none (evenly spaced)'}`,
     `task plans:  ${taskPlans.length ? '(the defaults of --steps K per task)' : "none (every task uses the plans above with the paper's sampler: start known, eta 1)"}`,
     ...taskPlans,
+    `--quality:   ${quality.length ? '(network evaluations per image or tile: steps x samples)' : 'no stored task plans'}`,
+    ...quality,
     `license:     ${card.license}`,
     `trained on:  ${card.trainedOn}`,
   ];

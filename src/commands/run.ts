@@ -260,7 +260,7 @@ async function runEdits(
   return editFullResolution(model, edits, {
     ...tiling,
     small: model.card.resolution,
-    first: { sigmas: sampling.plan.sigmas, start: sampling.start, eta: sampling.eta, samples: sampling.samples },
+    first: { sigmas: sampling.plan.sigmas, start: sampling.start, eta: sampling.eta, samples: sampling.samples, views: sampling.views },
     refine: sampling.refine,
     sigmaMin: model.card.grid.sigmaMin,
     startIsNoisy,

@@ -17,6 +17,18 @@ export interface TaskPlan {
   start: StartKind;
   eta: number;
   samples: number;
+  /** Each evaluation on another mirrored or turned view of the image (sample.ts); default false. */
+  views?: boolean;
+}
+
+/** The quality presets of `--quality` besides the default. */
+export const PRESETS = ['fast', 'best'] as const;
+export type Preset = (typeof PRESETS)[number];
+
+/** A stored preset: a plan for `k` evaluations (per sample) and its knobs. */
+export interface PresetPlan {
+  k: number;
+  plan: TaskPlan;
 }
 
 export interface ModelCard {
@@ -31,6 +43,8 @@ export interface ModelCard {
   taskPlans: Partial<Record<PlanTask, Record<string, TaskPlan>>>;
   /** Task -> the number of evaluations whose plan is its default (`"default"` in `cm.task_plans`). */
   taskDefaults: Partial<Record<PlanTask, number>>;
+  /** Task -> the stored `--quality fast` / `best` plans (`"fast"`, `"best"` in `cm.task_plans`). */
+  taskPresets: Partial<Record<PlanTask, Partial<Record<Preset, PresetPlan>>>>;
   numClasses: number;
   license: string;
   trainedOn: string;
@@ -121,11 +135,14 @@ function isPlan(ts: unknown, k: string, size: number): ts is number[] {
 
 /**
  * `cm.task_plans` (optional): {"superres-x4": {"default": 4, "4": {"ts": [26,28,31,33,39], "start": "estimate",
- * "eta": 0}}, ...}; `samples` defaults to 1; denoise entries carry no ts (denoising starts at the image's noise level);
- * "default" names the entry `--steps` defaults to (else the one with the most evaluations).
+ * "eta": 0}}, ...}; `samples` defaults to 1 and `views` to false; denoise entries carry no ts (denoising starts at
+ * the image's noise level); "default" names the entry `--steps` defaults to (else the one with the most
+ * evaluations). "fast" and "best" (optional) are the plans of `--quality fast` and `--quality best`: the number of
+ * one of the task's entries, or an entry of their own with its number of evaluations `k`, e.g.
+ * "best": {"k": 4, "ts": [...], "start": "estimate", "eta": 0, "samples": 4, "views": true}.
  */
-function parseTaskPlans(raw: string | undefined, size: number, file: string): Pick<ModelCard, 'taskPlans' | 'taskDefaults'> {
-  if (raw === undefined || raw === '') return { taskPlans: {}, taskDefaults: {} };
+function parseTaskPlans(raw: string | undefined, size: number, file: string): Pick<ModelCard, 'taskPlans' | 'taskDefaults' | 'taskPresets'> {
+  if (raw === undefined || raw === '') return { taskPlans: {}, taskDefaults: {}, taskPresets: {} };
   const bad = (what: string): ModelError => new ModelError(`${file}: cm.task_plans: ${what}`);
   let parsed: unknown;
   try {
@@ -137,16 +154,14 @@ function parseTaskPlans(raw: string | undefined, size: number, file: string): Pi
   if (!isObject(parsed)) throw bad('expected an object of task -> evaluations -> plan');
   const out: ModelCard['taskPlans'] = {};
   const defaults: ModelCard['taskDefaults'] = {};
+  const presets: ModelCard['taskPresets'] = {};
   for (const [task, byK] of Object.entries(parsed)) {
     if (!(PLAN_TASKS as readonly string[]).includes(task)) throw bad(`unknown task ${JSON.stringify(task)} (known: ${PLAN_TASKS.join(', ')})`);
     if (!isObject(byK)) throw bad(`${task}: expected an object of evaluations -> plan`);
     const plans: Record<string, TaskPlan> = {};
-    for (const [k, entry] of Object.entries(byK)) {
-      if (k === 'default') continue;
-      const where = `${task} ${k}`;
-      if (!/^[1-9]\d*$/.test(k)) throw bad(`${where}: ${JSON.stringify(k)} is not a number of evaluations`);
+    const entryOf = (where: string, k: string, entry: unknown): TaskPlan => {
       if (!isObject(entry)) throw bad(`${where}: expected an object {ts, start, eta, samples}`);
-      const { ts, start = 'known', eta = 1, samples = 1 } = entry;
+      const { ts, start = 'known', eta = 1, samples = 1, views = false } = entry;
       if (task === 'denoise' ? ts !== undefined : !isPlan(ts, k, size)) {
         throw bad(
           task === 'denoise'
@@ -159,7 +174,31 @@ function parseTaskPlans(raw: string | undefined, size: number, file: string): Pi
       if (!Number.isInteger(samples) || (samples as number) < 1 || (samples as number) > MAX_SAMPLES) {
         throw bad(`${where}: samples ${JSON.stringify(samples)} is not an integer between 1 and ${MAX_SAMPLES}`);
       }
-      plans[k] = { ...(ts === undefined ? {} : { ts: [...(ts as number[])] }), start: start as StartKind, eta, samples: samples as number };
+      if (typeof views !== 'boolean') throw bad(`${where}: views ${JSON.stringify(views)} is not true or false`);
+      return { ...(ts === undefined ? {} : { ts: [...(ts as number[])] }), start: start as StartKind, eta, samples: samples as number, ...(views ? { views } : {}) };
+    };
+    for (const [k, entry] of Object.entries(byK)) {
+      if (k === 'default' || (PRESETS as readonly string[]).includes(k)) continue;
+      const where = `${task} ${k}`;
+      if (!/^[1-9]\d*$/.test(k)) throw bad(`${where}: ${JSON.stringify(k)} is not a number of evaluations`);
+      plans[k] = entryOf(where, k, entry);
+    }
+    for (const name of PRESETS) {
+      const v = byK[name];
+      if (v === undefined) continue;
+      const where = `${task} ${name}`;
+      let preset: PresetPlan;
+      if (typeof v === 'number') {
+        if (plans[String(v)] === undefined) throw bad(`${where}: ${v} is not one of its numbers of evaluations (${Object.keys(plans).join(', ') || 'none'})`);
+        preset = { k: v, plan: plans[String(v)] };
+      } else {
+        if (!isObject(v)) throw bad(`${where}: expected a number of evaluations or an object {k, ts, start, eta, samples, views}`);
+        const k = v.k ?? (Array.isArray(v.ts) ? v.ts.length - 1 : undefined);
+        if (!Number.isInteger(k) || (k as number) < 1) throw bad(`${where}: k ${JSON.stringify(v.k)} is not a number of evaluations`);
+        const { k: _k, ...rest } = v;
+        preset = { k: k as number, plan: entryOf(where, String(k), rest) };
+      }
+      (presets[task as PlanTask] ??= {})[name] = preset;
     }
     if (byK.default !== undefined) {
       if (!Number.isInteger(byK.default) || plans[String(byK.default)] === undefined) {
@@ -169,5 +208,5 @@ function parseTaskPlans(raw: string | undefined, size: number, file: string): Pi
     }
     out[task as PlanTask] = plans;
   }
-  return { taskPlans: out, taskDefaults: defaults };
+  return { taskPlans: out, taskDefaults: defaults, taskPresets: presets };
 }

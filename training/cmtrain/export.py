@@ -128,6 +128,16 @@ def check_task_plans(task_plans: dict, grid: int = GRID) -> None:
     to (the CLI's src/runtime/card.ts checks the same)."""
     if not isinstance(task_plans, dict):
         raise ValueError(f"Expected an object of task -> evaluations -> plan but received {task_plans!r}")
+    def check_entry(task, k, entry):
+        if task != "denoise":
+            check_plans({k: entry["ts"]}, grid)
+        elif "ts" in entry:
+            raise ValueError("denoise plans take no ts (denoising starts at the image's noise level)")
+        if entry.get("start", "known") not in ("known", "estimate") or not 0 <= entry.get("eta", 1) <= 1 \
+                or not 1 <= int(entry.get("samples", 1)) <= 64 or not isinstance(entry.get("views", False), bool):
+            raise ValueError(f"Expected start known|estimate, eta in [0, 1], samples 1..64, views true|false in {task} "
+                             f"{k}: {entry}")
+
     for task, by_k in task_plans.items():
         if task not in PLAN_TASKS:
             raise ValueError(f"Expected a task among {', '.join(PLAN_TASKS)} but received {task!r}")
@@ -136,13 +146,15 @@ def check_task_plans(task_plans: dict, grid: int = GRID) -> None:
         for k, entry in by_k.items():
             if k == "default":
                 continue
-            if task != "denoise":
-                check_plans({k: entry["ts"]}, grid)
-            elif "ts" in entry:
-                raise ValueError("denoise plans take no ts (denoising starts at the image's noise level)")
-            if entry.get("start", "known") not in ("known", "estimate") or not 0 <= entry.get("eta", 1) <= 1 \
-                    or not 1 <= int(entry.get("samples", 1)) <= 64:
-                raise ValueError(f"Expected start known|estimate, eta in [0, 1], samples 1..64 in {task} {k}: {entry}")
+            if k in ("fast", "best"):      # --quality presets: an entry's number, or an entry with its own k
+                if isinstance(entry, int):
+                    if str(entry) not in by_k:
+                        raise ValueError(f"Expected {task}'s {k} to name one of its entries but received {entry!r}")
+                    continue
+                kk = entry.get("k", len(entry.get("ts", [])) - 1)
+                check_entry(task, str(kk), {n: v for n, v in entry.items() if n != "k"})
+                continue
+            check_entry(task, k, entry)
 
 
 def metadata(model: ConsistencyModel, name: str, license: str, trained_on: str, plans: dict,
