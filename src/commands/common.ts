@@ -226,7 +226,9 @@ const MAX_DEFAULT_STEPS = 8;
  *   for the task, else the command's own default): the model's task plan for K with its start, eta and samples;
  *   without one, the model's cm.plans entry for K (from sigma_max) with the paper's knobs;
  * - --start, --eta and --samples override the knobs either way.
- * `own` makes the plan for tasks that start part-way by nature (stroke, denoise), given K and the stored default.
+ * `own` makes the plan for tasks that start part-way by nature (stroke, denoise), given K and the stored default;
+ * `minSamples` is the fewest samples the task's own combination of samples needs (colorize), with a stored task plan
+ * and no --samples.
  */
 export function chooseSampling(
   args: CommonArgs & Partial<InputArgs>,
@@ -234,6 +236,7 @@ export function chooseSampling(
   task: PlanTask,
   defaultSteps: number,
   own?: (k: number, stored: TaskPlan | undefined) => Plan,
+  minSamples = 1,
 ): Sampling {
   const { grid, plans } = file.card;
   const stored = file.card.taskPlans[task] ?? {};
@@ -254,7 +257,7 @@ export function chooseSampling(
     plan,
     start: args.start ?? base.start,
     eta: args.eta ?? base.eta,
-    samples: args.samples ?? base.samples,
+    samples: args.samples ?? (entry ? Math.max(base.samples, minSamples) : base.samples),
     refine: { sigmas: planFromTs(grid, [...refineTs, grid.size - 1], 'the refinement plan').sigmas, start: 'estimate', eta: 0, samples: 1 },
   };
 }
