@@ -75,7 +75,7 @@ export function withInputs<T>(y: Argv<T>): Argv<T & InputArgs> {
     .option('samples', {
       type: 'number',
       requiresArg: true,
-      describe: `Average this many independent samples (1-${MAX_SAMPLES}): closer to the true image in PSNR, softer, K x the time (default: the model's task default, else 1)`,
+      describe: `Average this many independent samples (1-${MAX_SAMPLES}; colorize: combine them by their agreement): closer to the true image in PSNR, softer, K x the time (default: the model's task default, else 1; colorize: at least 8 with a task default)`,
     })
     .option('shard', {
       type: 'string',
