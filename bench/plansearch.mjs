@@ -32,7 +32,7 @@ import { performance } from 'node:perf_hooks';
 import { parseFlags, ROOT, round } from './lib/common.mjs';
 import { cropsOf, makeMask, strokePainting, regionColourError, withHole } from './lib/data.mjs';
 import { addNoise, boxDown, grayOf, load, quantize } from './lib/images.mjs';
-import { colourfulness, hfEnergy, mean, psnr } from './lib/metrics.mjs';
+import { blockinessRatio, colourfulness, hfEnergy, mean, psnr } from './lib/metrics.mjs';
 
 const dist = (p) => import(join(ROOT, 'dist', p));
 const { loadModel, readModelFile } = await dist('runtime/model.js');
@@ -117,7 +117,7 @@ function variant(name, task, build, metric) {
   return { name, task, items, metric };
 }
 const superres = (p) =>
-  variant(`superres-x${p}`, `superres-x${p}`, (gt) => ({ op: superresOperator(upsampleNearest(toTensor(boxDown(gt, p)), p), p) }), (out, it) => ({ psnr: psnr(out, it.gt), hf: hfEnergy(out) / hfEnergy(it.gt) }));
+  variant(`superres-x${p}`, `superres-x${p}`, (gt) => ({ op: superresOperator(upsampleNearest(toTensor(boxDown(gt, p)), p), p) }), (out, it) => ({ psnr: psnr(out, it.gt), hf: hfEnergy(out) / hfEnergy(it.gt), blockiness: blockinessRatio(out, it.gt, p) }));
 const inpaint = (family) =>
   variant(`inpaint-${family}`, 'inpaint', (gt, i) => {
     const mask = makeMask(family, gt.w, gt.h, 7000 + i);
@@ -361,7 +361,7 @@ for (const [task, byK] of Object.entries(taskPlans)) {
 await model.dispose();
 mkdirSync(dirname(outPath), { recursive: true });
 writeFileSync(outPath, `${JSON.stringify(taskPlans)}\n`);
-const cols = ['variant', 'k', 'ts', 'start', 'eta', 'samples', 'views', 'psnr', 'hf', 'colour', 'colourErr'];
+const cols = ['variant', 'k', 'ts', 'start', 'eta', 'samples', 'views', 'psnr', 'hf', 'blockiness', 'colour', 'colourErr'];
 writeFileSync(outPath.replace(/\.json$/, '.csv'), [cols.join(','), ...rows.map((r) => cols.map((c) => (typeof r[c] === 'number' ? round(r[c], 4) : `"${r[c] ?? ''}"`)).join(','))].join('\n') + '\n');
 log(`wrote ${outPath} and ${outPath.replace(/\.json$/, '.csv')} (${rows.length} configurations)`);
 process.stdout.write(`${JSON.stringify(taskPlans)}\n`);

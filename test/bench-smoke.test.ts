@@ -36,6 +36,38 @@ describe.runIf(existsSync(EVAL))('benchmarks, smoke run', () => {
     expect(readdirSync(out).filter((f) => f.startsWith('sheet-full-'))).toHaveLength(2); // a tiled edit at 100% zoom per full-resolution variant
   }, 300_000);
 
+  test('quality --only and --compare: one family, another build\'s row (here the same build: the same numbers), blockiness for superres', () => {
+    const out = join(dir, 'q-only');
+    const args = ['bench/quality.mjs', '--smoke', '--no-full', '--only', 'superres', '--compare', join(ROOT, 'bin', 'cm.js'), '--compare-label', 'again', '--model', TINY_MODEL, '--out', out];
+    const r = spawnSync(process.execPath, args, { cwd: ROOT, timeout: 300_000 });
+    expect(r.status, r.stderr.toString()).toBe(0);
+    const q = JSON.parse(readFileSync(join(out, 'quality.json'), 'utf8'));
+    expect(Object.keys(q.main)).toEqual(['superres x4 / Kodak24 crops']);
+    const m = q.main['superres x4 / Kodak24 crops'].methods;
+    expect(m['cm (defaults), again']).toEqual(m['cm (defaults)']);
+    for (const name of ['cm (defaults)', 'Lanczos (PIL)', "Lanczos + patch means (cm's start)", "Lanczos + patch means per patch (cm's old start)"]) {
+      expect(Number.isFinite(m[name].blockiness), name).toBe(true);
+    }
+    // the per-patch correction shows the patch grid, the smooth one far less
+    expect(m["Lanczos + patch means per patch (cm's old start)"].blockiness).toBeGreaterThan(m["Lanczos + patch means (cm's start)"].blockiness);
+    const bad = spawnSync(process.execPath, ['bench/quality.mjs', '--smoke', '--only', 'painting', '--model', TINY_MODEL, '--out', out], { cwd: ROOT });
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr.toString()).toMatch(/--only painting: no variant/);
+  }, 300_000);
+
+  test('projection: the smooth superres projection timed against the orthogonal one, both keeping the means', () => {
+    const out = join(dir, 'p');
+    const r = spawnSync(process.execPath, ['bench/projection.mjs', '--smoke', '--out', out], { cwd: ROOT, timeout: 300_000 });
+    expect(r.status, r.stderr.toString()).toBe(0);
+    const { rows } = JSON.parse(readFileSync(join(out, 'projection.json'), 'utf8'));
+    expect(rows.length).toBeGreaterThan(0);
+    for (const row of rows) {
+      expect(row.ratio).toBeGreaterThan(0);
+      expect(row.meanErrorSmooth).toBeLessThan(1e-6);
+      expect(row.meanErrorOrthogonal).toBeLessThan(1e-6);
+    }
+  }, 300_000);
+
   test('speed: evaluation times, start-up, full-resolution cases and seconds per megapixel are measured', () => {
     const out = join(dir, 's');
     const r = spawnSync(process.execPath, ['bench/speed.mjs', '--smoke', '--no-torch', '--model', TINY_MODEL, '--out', out], { cwd: ROOT, timeout: 300_000 });

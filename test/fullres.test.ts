@@ -12,6 +12,7 @@ import { colorizeOperator, luminance } from '../src/editing/colorize.js';
 import { inpaintOperator } from '../src/editing/inpaint.js';
 import { unconstrained } from '../src/editing/operator.js';
 import { halvingsToFit, holeWindows } from '../src/editing/regions.js';
+import { patchMeans, superresOperator, upsampleNearest } from '../src/editing/superres.js';
 import { Rng } from '../src/rng.js';
 import { editFullResolution } from '../src/sampler/fullres.js';
 import { carryUp } from '../src/sampler/pyramid.js';
@@ -186,6 +187,42 @@ describe('coarse to fine and windows', () => {
     const op = colorizeOperator(y);
     const [out] = await editFullResolution(tileAware(), [{ operator: op, seed: 3, scales: 'coarse-to-fine', maxSampledSide: 80 }], options(32, 1));
     expect(maxAbsDiff(luminance(out), luminance(y))).toBeLessThan(1e-5);
+  });
+
+  test('superres over tiles at an odd size (37x23 x4): every patch mean exact, and no patch grid where the model adds none', async () => {
+    // Smooth low-res means; a denoiser that returns a flat image, so the output is the projection's own correction.
+    const low = new Tensor(1, 3, 23, 37).map((_, i) => 0.5 * Math.sin((i % 37) / 6 + Math.floor(i / 37) / 5) * Math.cos(Math.floor(i / (37 * 23)) + (i % 37) / 9));
+    const y = upsampleNearest(low, 4);
+    const flat: Denoiser = { denoise: async (x) => x.zerosLike() };
+    const run = (op: ReturnType<typeof superresOperator>) =>
+      editFullResolution(flat, [{ operator: op, seed: 2, scales: 'tiles' }], { ...options(32, 0), maxTile: 40 }).then(([out]) => out);
+    const [smooth, blocky] = await Promise.all([run(superresOperator(y, 4)), run(superresOperator(y, 4, 'orthogonal'))]);
+    expect([smooth.w, smooth.h]).toEqual([148, 92]);
+    expect(maxAbsDiff(patchMeans(smooth, 4), low)).toBeLessThan(1e-5);
+    expect(maxAbsDiff(patchMeans(blocky, 4), low)).toBeLessThan(1e-5);
+    const grid = (x: Tensor): number => {
+      // neighbour differences across 4x4 patch borders over those inside patches
+      let [a, na, b, nb] = [0, 0, 0, 0];
+      for (let i = 0; i < x.data.length; i++) {
+        const u = i % x.w;
+        if (u + 1 === x.w) continue;
+        const d = (x.data[i + 1] - x.data[i]) ** 2;
+        if ((u + 1) % 4 === 0) (a += d), na++;
+        else (b += d), nb++;
+      }
+      return a / na / (b / nb);
+    };
+    expect(grid(smooth)).toBeLessThan(1.5);
+    expect(grid(blocky)).toBeGreaterThan(10);
+  });
+
+  test('colorize with several samples, sampled at the coarsest level only (as the CLI does) at an odd size: the luminance exact', async () => {
+    const y = randomTensor(10, 1, 3, 101, 67).map((v) => 0.8 * v);
+    const o = { ...options(32, 1), first: { ...options(32, 1).first, samples: 4 } };
+    const [out] = await editFullResolution(tileAware(), [{ operator: colorizeOperator(y), seed: 5, scales: 'coarse-to-fine', maxSampledSide: 0 }], o);
+    expect([out.w, out.h]).toEqual([67, 101]);
+    expect(maxAbsDiff(luminance(out), luminance(y))).toBeLessThan(1e-5);
+    expect(Math.max(...out.data.map(Math.abs))).toBeLessThanOrEqual(1);
   });
 
   test('inpainting in windows changes only the holes, and only their windows are evaluated', async () => {

@@ -7,6 +7,7 @@ import { describe, expect } from 'vitest';
 import { colorizeOperator, LUMA, luminance } from '../src/editing/colorize.js';
 import { inpaintOperator } from '../src/editing/inpaint.js';
 import type { Operator } from '../src/editing/operator.js';
+import { resample } from '../src/editing/resample.js';
 import { patchMeans, superresOperator, upsampleNearest } from '../src/editing/superres.js';
 import { maxAbsDiff, Tensor } from '../src/tensor.js';
 import { batch, randomTensor, rngFor, seed, side } from './helpers/arbitrary.js';
@@ -88,15 +89,106 @@ describe('colorize operator', () => {
     const x = randomTensor(s + 11, n, 3, h, w);
     checkOperator(colorizeOperator(y), colorizeBlocks(n, h, w, rngFor(s + 5), LUMA), y, x, luminance);
   });
+
+  const odd = fc.integer({ min: 1, max: 23 });
+  test.prop([seed, batch, odd, odd, fc.integer({ min: 2, max: 6 })])(
+    'combining samples keeps the luminance exactly and the range, at any size',
+    (s, n, h, w, k) => {
+      const y = randomTensor(s, n, 3, h, w);
+      const op = colorizeOperator(y);
+      const xs = Array.from({ length: k }, (_, j) => op.projectInRange(op.project(randomTensor(s + 31 * (j + 1), n, 3, h, w))));
+      const c = op.combine?.(xs) as Tensor;
+      expect(maxAbsDiff(luminance(c), luminance(y))).toBeLessThan(1e-6);
+      expect(Math.max(...c.data.map(Math.abs))).toBeLessThanOrEqual(1 + 1e-3);
+      const r = op.projectInRange(c);
+      expect(Math.max(...r.data.map(Math.abs))).toBeLessThanOrEqual(1);
+      expect(maxAbsDiff(luminance(r), luminance(y))).toBeLessThan(1e-5);
+    },
+  );
+
+  test.prop([seed, odd, odd, fc.double({ min: 0.1, max: 0.3, noNaN: true })])(
+    'where the samples disagree (green against purple) a neutral surface stays neutral; where they agree their colour stays',
+    (s, h, w, a) => {
+      const gray = randomTensor(s, 1, 1, h, w).map((v) => 0.5 * v);
+      const y = new Tensor(1, 3, h, w).map((_, i) => gray.data[i % (h * w)]);
+      const op = colorizeOperator(y);
+      // A chroma direction (luminance 0): green-ish one way, purple-ish the other.
+      const u = [1, -0.5, -(LUMA[0] - 0.5 * LUMA[1]) / LUMA[2]];
+      const tinted = (t: number): Tensor => op.project(y.map((v, i) => v + t * u[Math.floor(i / (h * w))]));
+      const chroma = (x: Tensor): number => Math.max(...x.data.map((v, i) => Math.abs(v - y.data[i])));
+      // 8 samples: +a and -a in turn, with a small common tint b = a / 10 (their plain mean).
+      const b = a / 10;
+      const mixed = op.combine?.(Array.from({ length: 8 }, (_, j) => tinted((j % 2 ? -a : a) + b))) as Tensor;
+      expect(chroma(mixed)).toBeLessThan(0.02 * chroma(tinted(b)));
+      const agreed = op.combine?.(Array.from({ length: 8 }, () => tinted(a))) as Tensor;
+      expect(maxAbsDiff(agreed, tinted(a))).toBeLessThan(1e-5);
+    },
+  );
 });
 
 describe('superres operator', () => {
-  test.prop([seed, batch, side, side, fc.constantFrom(2, 4, 8)])('matches the per-patch orthogonal definition', (s, n, h, w, p) => {
+  test.prop([seed, batch, side, side, fc.constantFrom(2, 4, 8)])('orthogonal: matches the per-patch orthogonal definition', (s, n, h, w, p) => {
     const y = randomTensor(s, n, 3, h, w);
     const x = randomTensor(s + 13, n, 3, h, w);
     const means = (t: Tensor): Tensor => patchMeans(t, p);
-    checkOperator(superresOperator(y, p), superresBlocks(n, 3, h, w, p, rngFor(s + 2)), y, x, means);
+    checkOperator(superresOperator(y, p, 'orthogonal'), superresBlocks(n, 3, h, w, p, rngFor(s + 2)), y, x, means);
   });
+
+  // Odd low-res sizes (the CLI's 333x251 x4 is 1332x1004): 5x3 to 13x9 low-res pixels, a batch of 1 or 2.
+  const lowSide = fc.integer({ min: 1, max: 13 });
+  test.prop([seed, batch, lowSide, lowSide, fc.constantFrom(2, 4, 8)])(
+    'smooth: means exact, idempotent, the reference a fixed point, the start and the in-range projection as before',
+    (s, n, lh, lw, p) => {
+      const [h, w] = [lh * p, lw * p];
+      const y = randomTensor(s, n, 3, h, w);
+      const x = randomTensor(s + 13, n, 3, h, w);
+      const op = superresOperator(y, p);
+      const px = op.project(x);
+      expect(maxAbsDiff(patchMeans(px, p), patchMeans(y, p))).toBeLessThan(1e-6);
+      expect(maxAbsDiff(op.project(px), px)).toBeLessThan(1e-6);
+      expect(maxAbsDiff(op.project(y), y)).toBeLessThan(1e-6);
+      expect(maxAbsDiff(op.start, superresOperator(y, p, 'orthogonal').start)).toBe(0);
+      const r = op.projectInRange(x.map((v) => 3 * v));
+      expect(Math.max(...r.data.map(Math.abs))).toBeLessThanOrEqual(1);
+      expect(maxAbsDiff(patchMeans(r, p), patchMeans(y, p))).toBeLessThan(1e-4);
+    },
+  );
+
+  test.prop([seed, lowSide, lowSide, fc.constantFrom(2, 4)])(
+    'smooth: the limit of back-projection x <- x + Lanczos(patchmean(y) - patchmean(x))',
+    (s, lh, lw, p) => {
+      const y = randomTensor(s, 1, 3, lh * p, lw * p);
+      let x = randomTensor(s + 5, 1, 3, lh * p, lw * p);
+      const target = patchMeans(y, p);
+      const px = superresOperator(y, p).project(x);
+      // Each round leaves at most 0.6 of the error in the means (patchmean o Lanczos is 0.65 to 1.09 per axis).
+      for (let k = 0; k < 60; k++) {
+        const m = patchMeans(x, p);
+        const up = resample(target.map((v, i) => v - m.data[i]), x.w, x.h, 'lanczos3');
+        x = x.map((v, i) => v + up.data[i]);
+      }
+      expect(maxAbsDiff(px, x)).toBeLessThan(1e-5);
+    },
+  );
+
+  test.prop([fc.double({ min: 0, max: 6.28, noNaN: true }), fc.constantFrom(2, 4, 8)])(
+    'smooth: a smooth image stays smooth (low-frequency means from a flat start), where the orthogonal one shows the grid',
+    (phase, p) => {
+      // Means of a slow wave plus a ramp: every feature spans several patches.
+      const [lh, lw] = [12, 16];
+      const low = new Tensor(1, 3, lh, lw).map((_, i) => {
+        const u = i % lw;
+        const v = Math.floor(i / lw) % lh;
+        return 0.4 * Math.sin((2 * Math.PI * u) / lw + phase) * Math.cos((2 * Math.PI * v) / lh) + 0.02 * u - 0.3;
+      });
+      const y = upsampleNearest(low, p);
+      const flat = y.map(() => 0);
+      const smooth = superresOperator(y, p).project(flat);
+      const blocky = superresOperator(y, p, 'orthogonal').project(flat);
+      expect(borderEnergy(smooth, p)).toBeLessThan(1.35);
+      expect(borderEnergy(blocky, p)).toBeGreaterThan(10);
+    },
+  );
 
   test.prop([seed, fc.constantFrom(2, 4)])('nearest upsampling has the low-res pixels as patch means', (s, p) => {
     const low = randomTensor(s, 1, 3, 4, 4);
@@ -108,3 +200,28 @@ describe('superres operator', () => {
   });
 });
 
+/**
+ * Mean squared difference of neighbours across p x p patch borders over that of neighbours inside patches (1 for a
+ * linear ramp, large for a patch grid), away from the image's own border (3 patches).
+ */
+function borderEnergy(x: Tensor, p: number): number {
+  let across = 0;
+  let inside = 0;
+  let na = 0;
+  let ni = 0;
+  const m = 3 * p;
+  for (let nc = 0; nc < x.n * x.c; nc++) {
+    for (let i = m; i < x.h - m; i++) {
+      for (let u = m; u < x.w - m; u++) {
+        const at = (a: number, b: number): number => x.data[(nc * x.h + a) * x.w + b];
+        const dx = (at(i, u + 1) - at(i, u)) ** 2;
+        const dy = (at(i + 1, u) - at(i, u)) ** 2;
+        if ((u + 1) % p === 0) (across += dx), na++;
+        else (inside += dx), ni++;
+        if ((i + 1) % p === 0) (across += dy), na++;
+        else (inside += dy), ni++;
+      }
+    }
+  }
+  return across / na / (inside / ni);
+}

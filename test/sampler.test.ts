@@ -82,10 +82,14 @@ describe('sampler with a constant denoiser', () => {
     }
   });
 
-  test('superres: a constant has no detail, so the output is the nearest upsampling of the patch means', async () => {
-    const y = randomTensor(7, 1, 3, 8, 8);
-    const out = await run(constant(0.7), superresOperator(y, 4));
-    expect(maxAbsDiff(out, upsampleNearest(patchMeans(y, 4), 4))).toBeLessThan(1e-5);
+  test('superres: a constant has no detail, so the output is the smooth interpolant of the patch means (the projected Lanczos estimate); orthogonally, their nearest upsampling', async () => {
+    const y = randomTensor(7, 1, 3, 8, 8).map((v) => 0.5 * v);
+    const op = superresOperator(y, 4);
+    const out = await run(constant(0.7), op);
+    expect(maxAbsDiff(out, op.project(op.estimate()))).toBeLessThan(1e-5);
+    expect(maxAbsDiff(patchMeans(out, 4), patchMeans(y, 4))).toBeLessThan(1e-6);
+    const blocky = await run(constant(0.7), superresOperator(y, 4, 'orthogonal'));
+    expect(maxAbsDiff(blocky, upsampleNearest(patchMeans(y, 4), 4))).toBeLessThan(1e-5);
   });
 
   test('denoise: one call f(y, sigma) on the noisy image itself, no noise added', async () => {
@@ -189,6 +193,24 @@ describe("the sampler's knobs: start, eta, samples", () => {
     for (let i = 0; i < y.data.length; i++) if (!fill.data[i % 64]) expect(mean.data[i]).toBe(y.data[i]);
   });
 
+  test('an operator with its own combination gets the K runs (each in range, in order) and its result, in range', async () => {
+    const y = randomTensor(5, 1, 3, 8, 8);
+    const op = colorizeOperator(y);
+    const squash: Denoiser = { denoise: async (x) => x.map((v) => Math.tanh(2 * v)) };
+    const run = (noise: ReturnType<typeof gaussianNoise>[] | ReturnType<typeof gaussianNoise>, operator = op) =>
+      sample(squash, { operator, sigmas, sigmaMin: 0.002, noise, start: 'estimate' });
+    const each = [];
+    for (const k of [0, 1, 2]) each.push(await run(gaussianNoise(new Rng(9, k))));
+    let seen: Tensor[] = [];
+    const spy = { ...op, combine: (xs: readonly Tensor[]) => ((seen = [...xs]), (op.combine as NonNullable<typeof op.combine>)(xs)) };
+    const out = await run([0, 1, 2].map((k) => gaussianNoise(new Rng(9, k))), spy);
+    expect(seen.length).toBe(3);
+    seen.forEach((x, k) => expect(maxAbsDiff(x, each[k])).toBe(0));
+    expect(maxAbsDiff(out, op.projectInRange((op.combine as NonNullable<typeof op.combine>)(each)))).toBe(0);
+    expect(Math.max(...out.data.map(Math.abs))).toBeLessThanOrEqual(1);
+    expect(maxAbsDiff(luminance(out), luminance(y))).toBeLessThan(1e-5);
+  });
+
   test('colorize estimate: the gray image of the kept luminance', () => {
     const y = randomTensor(9, 1, 3, 4, 4);
     const est = colorizeOperator(y).estimate();
@@ -211,7 +233,8 @@ describe("the sampler's knobs: start, eta, samples", () => {
     const fill = new Tensor(1, 1, 8, 8).map((_, i) => (i % 8 > 2 && i > 20 && i < 50 ? 1 : 0));
     const ops = {
       inpaint: inpaintOperator(y, fill),
-      superres: superresOperator(upsampleNearest(new Tensor(2, 3, 4, 4).map(() => 2 * r.uniform() - 1), 2), 2),
+      // the sampler's bytes, with the projection it had then
+      superres: superresOperator(upsampleNearest(new Tensor(2, 3, 4, 4).map(() => 2 * r.uniform() - 1), 2), 2, 'orthogonal'),
       colorize: colorizeOperator(y),
       stroke: unconstrained(y),
     };

@@ -45,6 +45,7 @@ beforeAll(async () => {
   writeFileSync(at('bad-index.onnx'), withMetadata(tiny, { 'cm.task_plans': '{"inpaint":{"1":{"ts":[30,45]}}}' }));
   writeFileSync(at('defaulted.onnx'), withMetadata(tiny, { 'cm.task_plans': JSON.stringify({ inpaint: { ...PLANS.inpaint, default: 1 } }) }));
   writeFileSync(at('presets.onnx'), withMetadata(tiny, { 'cm.task_plans': JSON.stringify(PRESET_PLANS) }));
+  writeFileSync(at('coloured.onnx'), withMetadata(tiny, { 'cm.task_plans': JSON.stringify({ colorize: { '1': { ts: [24, 39], start: 'estimate', eta: 0 } } }) }));
   const px = Buffer.alloc(64 * 64 * 3);
   for (let i = 0; i < px.length; i++) px[i] = (i * 7 + (i >> 6)) % 256;
   await sharp(px, { raw: { width: 64, height: 64, channels: 3 } }).png().toFile(at('img.png'));
@@ -87,6 +88,15 @@ describe('cm.task_plans', () => {
     expect(record(col.stdout)).toMatchObject({ evaluations: 2, ts: [0, 22, 39], start: 'known', eta: 1, samples: 1 });
     const dn = run('denoise', 'img.png', '--noise', '20', '--model', 'planned.onnx', '-o', 'e.png', '--json');
     expect(record(dn.stdout)).toMatchObject({ evaluations: 1, eta: 0 });
+  });
+
+  test('colorize combines 8 samples of its stored plan (its chroma agreement needs several); --samples and --ts say otherwise', () => {
+    const stored = run('colorize', 'img.png', '--model', 'coloured.onnx', '-o', 'h.png', '--json');
+    expect(record(stored.stdout)).toMatchObject({ evaluations: 1, ts: [24, 39], start: 'estimate', eta: 0, samples: 8 });
+    const one = run('colorize', 'img.png', '--model', 'coloured.onnx', '-o', 'i.png', '--json', '--samples', '1');
+    expect(record(one.stdout)).toMatchObject({ ts: [24, 39], samples: 1 });
+    const ts = run('colorize', 'img.png', '--model', 'coloured.onnx', '-o', 'j.png', '--json', '--ts', '24,39');
+    expect(record(ts.stdout)).toMatchObject({ ts: [24, 39], eta: 1, samples: 1 });
   });
 
   test('--ts starting part-way starts from the estimate, from the start of the grid from the known data', () => {

@@ -38,11 +38,11 @@ export async function modelCard(path) {
   return file.card;
 }
 
-/** Run bin/cm.js; resolves with stdout, stderr, exit code and wall seconds. */
-export function runCli(args, { cwd = ROOT, env = {} } = {}) {
+/** Run bin/cm.js (or `cli`, another build's); resolves with stdout, stderr, exit code and wall seconds. */
+export function runCli(args, { cwd = ROOT, env = {}, cli = CLI } = {}) {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const child = spawn(process.execPath, [CLI, ...args], { cwd, env: { ...process.env, ORT_DISABLE_TELEMETRY: '1', ...env } });
+    const child = spawn(process.execPath, [cli, ...args], { cwd, env: { ...process.env, ORT_DISABLE_TELEMETRY: '1', ...env } });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));

@@ -1,5 +1,6 @@
 // cm's own classical estimates (the warm starts of ALGORITHMS.md 4b), computed by the CLI's code in dist/ on a
-// benchmark image: the Lanczos upsampling projected onto the patch means, the harmonic fill of the hole.
+// benchmark image: the Lanczos upsampling projected onto the patch means (smoothly, or per patch as before), the
+// harmonic fill of the hole.
 import { join } from 'node:path';
 import { ROOT } from './common.mjs';
 
@@ -19,13 +20,16 @@ function toImg(t) {
   return { w: t.w, h: t.h, data };
 }
 
-/** task 'superres' (img: the low-res input, opts.scale) or 'inpaint' (img with its hole, opts.mask 1 = hole). */
+/**
+ * task 'superres' (img: the low-res input, opts.scale, opts.correction: 'smooth', the default, or 'orthogonal') or
+ * 'inpaint' (img with its hole, opts.mask 1 = hole).
+ */
 export async function cmEstimate(task, img, opts) {
   const { Tensor } = await dist('tensor.js');
   let op;
   if (task === 'superres') {
     const { superresOperator, upsampleNearest } = await dist('editing/superres.js');
-    op = superresOperator(upsampleNearest(toTensor(Tensor, img), opts.scale), opts.scale);
+    op = superresOperator(upsampleNearest(toTensor(Tensor, img), opts.scale), opts.scale, opts.correction);
   } else {
     const { inpaintOperator } = await dist('editing/inpaint.js');
     op = inpaintOperator(toTensor(Tensor, img), new Tensor(1, 1, img.h, img.w, Float32Array.from(opts.mask)));

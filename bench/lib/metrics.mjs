@@ -264,3 +264,39 @@ export function median(xs) {
   const m = v.length >> 1;
   return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
+
+/**
+ * Blockiness at patch size p: the mean squared difference of neighbouring pixels across the p x p patch borders over
+ * that of neighbours inside patches (rows and columns, RGB, 8-bit values). A patch grid raises it; compare it with the
+ * ground truth's (blockinessRatio) since the photo's own ratio is not exactly 1.
+ */
+export function blockiness(img, p) {
+  const { w, h } = img;
+  const v = (x, y, c) => clamp8(img.data[(y * w + x) * 3 + c]);
+  let across = 0;
+  let nAcross = 0;
+  let inside = 0;
+  let nInside = 0;
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      for (let c = 0; c < 3; c++) {
+        if (x + 1 < w) {
+          const d = (v(x + 1, y, c) - v(x, y, c)) ** 2;
+          if ((x + 1) % p === 0) (across += d), nAcross++;
+          else (inside += d), nInside++;
+        }
+        if (y + 1 < h) {
+          const d = (v(x, y + 1, c) - v(x, y, c)) ** 2;
+          if ((y + 1) % p === 0) (across += d), nAcross++;
+          else (inside += d), nInside++;
+        }
+      }
+    }
+  }
+  return across / Math.max(1, nAcross) / Math.max(1e-9, inside / Math.max(1, nInside));
+}
+
+/** blockiness(img) / blockiness(gt): 1 is as blocky as the photo itself, the patch grid shows above. */
+export function blockinessRatio(img, gt, p) {
+  return blockiness(img, p) / Math.max(1e-9, blockiness(gt, p));
+}

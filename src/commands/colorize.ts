@@ -1,16 +1,15 @@
 import type { CommandModule } from 'yargs';
-import { colorizeOperator, luminance } from '../editing/colorize.js';
+import { CHROMA_SAMPLES, colorizeOperator, luminance } from '../editing/colorize.js';
 import { Tensor } from '../tensor.js';
 import { withInputs, withCommonOptions } from './common.js';
 import { runImageTask, type ImageArgs, type ImageTask } from './run.js';
 
-/** Colours are sampled up to this many tiles across; above, they are upsampled. */
-const COLOUR_TILES = 16;
-
 const task: ImageTask<ImageArgs> = {
   name: 'colorize',
   defaultSteps: 2,
-  async prepare({ picture }, _args, file) {
+  // Several chroma samples, combined by their agreement (src/editing/colorize.ts).
+  minSamples: CHROMA_SAMPLES,
+  async prepare({ picture }) {
     // Only the luminance of the input is kept: a gray image replicated over RGB has exactly that luminance.
     const lum = luminance(picture.rgb);
     const plane = picture.width * picture.height;
@@ -21,10 +20,12 @@ const task: ImageTask<ImageArgs> = {
       height: picture.height,
       alpha: picture.alpha,
       operator: colorizeOperator(gray),
-      // The colours of a scene do not fit in a tile: solved coarse to fine up to 16 tiles across, then the chroma is
-      // upsampled and the image's own luminance kept exactly at full size.
+      // The colours of a scene do not fit in a tile: they are sampled with the image halved until it fits one, then
+      // the chroma is upsampled scale by scale with each scale's own luminance kept exactly. Refining the finer scales
+      // with the model (two low-noise steps each, up to 16 tiles across) added colour where the model was unsure:
+      // -0.34 dB on the validation photos (8 samples, disagreement weight 1), in 2.2x the time.
       scales: 'coarse-to-fine',
-      maxSampledSide: COLOUR_TILES * file.card.resolution,
+      maxSampledSide: 0,
     };
   },
 };

@@ -86,7 +86,7 @@ export function withInputs<T>(y: Argv<T>): Argv<T & InputArgs> {
     .option('samples', {
       type: 'number',
       requiresArg: true,
-      describe: `Average this many independent samples (1-${MAX_SAMPLES}): closer to the true image in PSNR, softer, K x the time (default: the model's task default, else 1)`,
+      describe: `Average this many independent samples (1-${MAX_SAMPLES}; colorize: combine them by their agreement): closer to the true image in PSNR, softer, K x the time (default: the model's task default, else 1; colorize: at least 8 with a task default)`,
     })
     .option('quality', {
       choices: QUALITIES,
@@ -256,7 +256,9 @@ const MAX_DEFAULT_STEPS = 8;
  *   stored plan of the fewest evaluations with one sample, and best its default with views on; --quality default is
  *   the above;
  * - --start, --eta, --samples and --views override the knobs either way.
- * `own` makes the plan for tasks that start part-way by nature (stroke, denoise), given K and the stored default.
+ * `own` makes the plan for tasks that start part-way by nature (stroke, denoise), given K and the stored default;
+ * `minSamples` is the fewest samples the task's own combination of samples needs (colorize), with a stored task plan
+ * and no --samples.
  */
 export function chooseSampling(
   args: CommonArgs & Partial<InputArgs>,
@@ -264,6 +266,7 @@ export function chooseSampling(
   task: PlanTask,
   defaultSteps: number,
   own?: (k: number, stored: TaskPlan | undefined) => Plan,
+  minSamples = 1,
 ): Sampling {
   const { grid, plans } = file.card;
   if (args.quality !== undefined && (args.steps !== undefined || args.ts !== undefined)) {
@@ -289,7 +292,7 @@ export function chooseSampling(
     plan,
     start: args.start ?? base.start,
     eta: args.eta ?? base.eta,
-    samples: args.samples ?? base.samples,
+    samples: args.samples ?? (entry ? Math.max(base.samples, minSamples) : base.samples),
     views: args.views ?? (base as Partial<TaskPlan>).views ?? false,
     quality: args.steps !== undefined || args.ts !== undefined ? null : (args.quality ?? 'default'),
     refine: { sigmas: planFromTs(grid, [...refineTs, grid.size - 1], 'the refinement plan').sigmas, start: 'estimate', eta: 0, samples: 1 },

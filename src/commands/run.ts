@@ -60,6 +60,8 @@ export interface ImageTask<A> {
   plan?(args: A, file: ModelFile, k: number, stored: TaskPlan | undefined): Plan;
   /** The start already carries noise of the plan's first level (denoising). */
   startIsNoisy?: boolean;
+  /** The fewest samples the task combines by default (its operator's own combination needs several); --samples overrides. */
+  minSamples?: number;
   /** Extra name-template variables ({scale}). */
   nameVars?(args: A): { scale?: number };
   /**
@@ -134,7 +136,7 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
   await batch.run(async (signals) => {
     const file = await openModel(args);
     const own = task.plan && ((k: number, stored: TaskPlan | undefined) => (task.plan as NonNullable<typeof task.plan>)(args, file, k, stored));
-    const sampling = chooseSampling(args, file, task.planTask?.(args) ?? (task.name as PlanTask), task.defaultSteps, own);
+    const sampling = chooseSampling(args, file, task.planTask?.(args) ?? (task.name as PlanTask), task.defaultSteps, own, task.minSamples);
     for (const job of jobs) Object.assign(job.record, { model: file.path, ...samplingRecord(sampling) });
     // Two inputs with one output: the later one fails, judged over the whole list (a shard agrees with the whole run).
     const seen = new Map<string, string>();

@@ -24,6 +24,11 @@ export interface Operator {
    * encoding (which clips to 0..255) never changes known data.
    */
   projectInRange(x: Tensor): Tensor;
+  /**
+   * How several independent samples (each in range, with the known data) make the answer; default their mean.
+   * Must keep the known data and the range.
+   */
+  combine?(samples: readonly Tensor[]): Tensor;
   /** Whether the w x h rectangle at (x, y) of image n has a generated coordinate (default: yes). */
   generates?(n: number, x: number, y: number, w: number, h: number): boolean;
   /** The same edit on the w x h window at (x, y) of a one-image batch. */
@@ -74,6 +79,18 @@ export function stackOperators(ops: readonly Operator[]): Operator {
     estimate: once(() => concatBatch(ops.map((op) => op.estimate()))),
     project: (x) => each(x, (op, xi) => op.project(xi)),
     projectInRange: (x) => each(x, (op, xi) => op.projectInRange(xi)),
+    ...(ops.some((op) => op.combine) && {
+      combine: (xs: readonly Tensor[]) => concatBatch(ops.map((op, i) => (op.combine ?? meanOf)(xs.map((x) => x.image(i))))),
+    }),
     generates: (n, x, y, w, h) => ops[n].generates?.(0, x, y, w, h) ?? true,
   };
+}
+
+/** The mean of several samples (the default combination: affine known data and a convex range are kept). */
+export function meanOf(xs: readonly Tensor[]): Tensor {
+  const out = xs[0].zerosLike();
+  const sum = new Float64Array(out.data.length);
+  for (const x of xs) for (let i = 0; i < sum.length; i++) sum[i] += x.data[i];
+  for (let i = 0; i < sum.length; i++) out.data[i] = sum[i] / xs.length;
+  return out;
 }

@@ -30,14 +30,14 @@ function sinc(x: number): number {
 }
 
 /** For each output index: the first input index and the normalised weights of its taps. */
-interface Taps {
+export interface Taps {
   first: Int32Array;
   count: Int32Array;
   weights: Float64Array;
   stride: number;
 }
 
-function taps(kernel: Kernel, inSize: number, outSize: number): Taps {
+export function taps(kernel: Kernel, inSize: number, outSize: number): Taps {
   const scale = inSize / outSize;
   const filterScale = Math.max(scale, 1);
   const support = SUPPORT[kernel] * filterScale;

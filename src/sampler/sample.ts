@@ -65,7 +65,9 @@ export interface SampleOptions {
 /**
  * x = start + sigma_0 z_0; per step x0 = P(clamp(f(x, sigma_i))) and x = x0 + eta sqrt(sigma_{i+1}^2 - eps^2) z_{i+1};
  * the output is the last x0 projected into [-1, 1] with the known data kept. With K noise sources the K outputs are
- * averaged: P is affine and the in-range set convex, so the mean keeps the known data and the range too.
+ * averaged: P is affine and the in-range set convex, so the mean keeps the known data and the range too. An operator
+ * with a combination of its own (colorize: the mean colour shrunk by the samples' disagreement) makes the answer
+ * from the K outputs instead, then projected into range.
  */
 export async function sample(denoiser: Denoiser, options: SampleOptions): Promise<Tensor> {
   const { operator, sigmas } = options;
@@ -77,15 +79,22 @@ export async function sample(denoiser: Denoiser, options: SampleOptions): Promis
   const steps = sigmas.length - 1;
   const total = steps * noises.length;
   if (options.views && !denoiser.views) throw new RangeError('Expected a denoiser that takes views (a tiled one) for views');
+  const outs: Tensor[] = [];
   let sum: Float64Array | undefined;
   let last: Tensor | undefined;
   for (let k = 0; k < noises.length; k++) {
     const out = await sampleOnce(denoiser, options, noises[k], eta, k * steps, (e) => options.onStep?.({ ...e, step: k * steps + e.step, steps: total }));
     if (noises.length === 1) return out;
+    // Without a combination of its own, only the running sum is kept (not K full-size images).
+    if (operator.combine) {
+      outs.push(out);
+      continue;
+    }
     sum ??= new Float64Array(out.data.length);
     for (let i = 0; i < sum.length; i++) sum[i] += out.data[i];
     last = out;
   }
+  if (operator.combine) return operator.projectInRange(operator.combine(outs));
   const mean = (last as Tensor).zerosLike();
   for (let i = 0; i < mean.data.length; i++) mean.data[i] = (sum as Float64Array)[i] / noises.length;
   return mean;
