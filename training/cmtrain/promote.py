@@ -190,6 +190,10 @@ def main(argv=None):
     p.add_argument("--search", default="", help="task variants the plan search covers, comma-separated (default: all; "
                                                  "the other tasks keep the shipped model's plans)")
     p.add_argument("--compare", default=",".join(CLI_VARIANTS), help="CLI edits compared (comma-separated)")
+    p.add_argument("--rounds", type=int, default=1, help="refinement rounds of the plan search (default 1: the bounded "
+                                                         "fast mode)")
+    p.add_argument("--plan-start", default="model", help="where the plan search starts: model (the shipped model's "
+                                                         "plans) or a cm.task_plans JSON file")
     p.add_argument("--history", default=HISTORY)
     p.add_argument("--card", default=CARD)
     p.add_argument("--task-plans", default=TASK_PLANS)
@@ -242,8 +246,8 @@ def main(argv=None):
         cand = os.path.join(tmp, "candidate.onnx")
         export_with(new_model, old_meta, cand, name)
         plans_path = os.path.join(tmp, "task_plans.json")
-        subprocess.run(["node", os.path.join(ROOT, "bench", "plansearch.mjs"), "--model", cand, "--start", "model",
-                        "--rounds", "1", "--out", plans_path] + (["--tasks", a.search] if a.search else []) + cli,
+        subprocess.run(["node", os.path.join(ROOT, "bench", "plansearch.mjs"), "--model", cand, "--start", a.plan_start,
+                        "--rounds", str(a.rounds), "--out", plans_path] + (["--tasks", a.search] if a.search else []) + cli,
                        env=env, check=True, stdout=subprocess.DEVNULL)
         with open(plans_path) as f:
             task_plans = {**json.loads(old_meta.get("cm.task_plans", "{}")), **json.load(f)}
