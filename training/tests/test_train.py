@@ -220,14 +220,17 @@ def test_bf16_autocast_trains_the_same_network():
 
 
 def test_thread_chooser_keeps_the_faster_count():
-    """--threads -N: trial steps at 1..N threads, then the count whose median step was fastest for the period."""
-    c = train.ThreadChooser(2, period=20, trial=3)
-    seen = []
-    for i in range(40):
-        seen.append(torch.get_num_threads())
-        c.step_took(0.1 if torch.get_num_threads() == 1 else 0.5)     # 1 thread faster (a busy machine)
-    assert seen[:6] == [1, 1, 1, 2, 2, 2] and set(seen[6:20]) == {1} and seen[20:26] == [1, 1, 1, 2, 2, 2]
-    c = train.ThreadChooser(2, period=20, trial=3)
-    for i in range(20):
-        c.step_took(0.5 if torch.get_num_threads() == 1 else 0.1)     # 2 threads faster (an idle machine)
-    assert c.best == 2 and torch.get_num_threads() == 1                # the next period's trial starts at 1
+    """--threads -N: a few steps at 1 thread, then at N (cut short when slower); N kept only when clearly faster."""
+    def run(c, steps, one, many):
+        seen = []
+        for _ in range(steps):
+            seen.append(torch.get_num_threads())
+            c.step_took(one if torch.get_num_threads() == 1 else many)
+        return seen
+    busy = run(train.ThreadChooser(2, period=10, trial=3), 30, 0.1, 0.9)       # a busy machine: 1 thread wins
+    assert busy[:4] == [1, 1, 1, 2] and set(busy[4:14]) == {1} and busy[14:18] == [1, 1, 1, 2]
+    idle = run(train.ThreadChooser(2, period=10, trial=3), 20, 0.5, 0.2)       # idle: N threads, re-checked
+    assert idle[:6] == [1, 1, 1, 2, 2, 2] and set(idle[6:16]) == {2} and idle[16:19] == [1, 1, 1]
+    close = run(train.ThreadChooser(2, period=10, trial=3), 12, 0.5, 0.45)     # no clear win: 1 thread
+    assert set(close[6:]) == {1}
+    assert run(train.ThreadChooser(1), 5, 0.1, 0.1) == [1] * 5
