@@ -49,11 +49,17 @@ describe.runIf(!cudaProviderInstalled())('CUDA, where its provider is not instal
     expect(existsSync(at('cuda.png'))).toBe(false);
   });
 
-  test('--device auto falls back to the CPU and says why, in one line; the record says cpu', () => {
+  test('--device auto falls back to the CPU silently (CUDA was never set up); --debug says why in one line', () => {
     const r = cm(['colorize', 'img.png', '-o', 'auto.png', '--model', TINY_MODEL, '--json']);
     expect(r.status).toBe(0);
-    expect(r.stderr).toBe("cm: device cpu (cuda: onnxruntime's CUDA provider is not installed (with CUDA 12 and cuDNN 9 present: ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node))\n");
+    expect(r.stderr).toBe('');
     expect(JSON.parse(r.stdout)).toMatchObject({ device: 'cpu', status: 'ok' });
+    const d = cm(['colorize', 'img.png', '-o', 'auto2.png', '--model', TINY_MODEL, '--debug']);
+    expect(d.stderr).toContain("cm: device cpu (cuda: onnxruntime's CUDA provider is not installed (with CUDA 12 and cuDNN 9 present: ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node))\n");
+    // --progress json still has the device event, with the reason
+    const j = cm(['colorize', 'img.png', '-o', 'auto3.png', '--model', TINY_MODEL, '--progress', 'json']);
+    const events = j.stderr.trim().split('\n').map((l) => JSON.parse(l));
+    expect(events.find((e) => e.event === 'device')).toMatchObject({ device: 'cpu', skipped: [expect.stringContaining('CUDA provider is not installed')] });
   });
 });
 

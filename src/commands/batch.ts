@@ -5,7 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import { CmError, EXIT_UNEXPECTED } from '../errors.js';
 import { preloadImageCodec } from '../io/image.js';
-import { describeCheck } from '../runtime/device.js';
+import { CUDA_NOT_INSTALLED, describeCheck } from '../runtime/device.js';
 import { loadModel, type LoadedModel, type ModelFile } from '../runtime/model.js';
 import type { StepEvent } from '../sampler/sample.js';
 import type { Shard } from '../shard.js';
@@ -64,11 +64,12 @@ export class Batch {
     if (args.device === 'auto' || model.device !== 'cpu') {
       const notes = [...(model.check ? [describeCheck(model.device, model.check)] : []), ...model.skipped];
       const id = model.device === 'cuda' ? ` ${args.gpuId ?? 0}` : '';
-      this.reporter.info(`device ${model.device}${id}${notes.length ? ` (${notes.join('; ')})` : ''}`, {
-        event: 'device',
-        device: model.device,
-        skipped: notes,
-      });
+      const event = { event: 'device', device: model.device, skipped: notes };
+      // The CPU under auto on a machine never set up for CUDA is no news: said only with --debug (and in --progress
+      // json); a CUDA provider that is installed but cannot run, or a GPU in use, is always said.
+      const unconfigured = args.device === 'auto' && model.device === 'cpu' && notes.every((n) => n.startsWith(`cuda: ${CUDA_NOT_INSTALLED}`));
+      if (unconfigured && !args.debug) this.reporter.event(event);
+      else this.reporter.info(`device ${model.device}${id}${notes.length ? ` (${notes.join('; ')})` : ''}`, event);
     }
     return model;
   }

@@ -53,12 +53,14 @@ export interface StartFailure {
 }
 
 export const CUDA_INSTALL = 'ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node';
+/** The start of the reason CUDA was passed over when its provider was never installed (a machine set up for the CPU). */
+export const CUDA_NOT_INSTALLED = "onnxruntime's CUDA provider is not installed";
 
 /** One line saying why a device cannot run, and what would fix it. */
 export function explainStartFailure(f: StartFailure): string {
   if (f.device === 'cuda') {
     if (f.cudaProviderInstalled === false) {
-      return `onnxruntime's CUDA provider is not installed (with CUDA 12 and cuDNN 9 present: ${CUDA_INSTALL})`;
+      return `${CUDA_NOT_INSTALLED} (with CUDA 12 and cuDNN 9 present: ${CUDA_INSTALL})`;
     }
     if (/Failed to load shared library|cannot open shared object|libcu|cudnn/i.test(f.message)) {
       return `the CUDA provider could not load its libraries (it needs CUDA 12 and cuDNN 9 on the library path): ${f.message}`;
