@@ -70,6 +70,8 @@ def test_background_start_is_niced_in_its_own_group_and_stops_cleanly_on_sigterm
         assert f"PID {pid}" in out and f"kill -STOP -{pid}" in out
         assert os.getpgid(pid) == pid != os.getpgid(0)                 # its own process group
         assert int(open(f"/proc/{pid}/stat").read().split(")")[1].split()[16]) == 19     # nice 19
+        if os.path.exists(f"/proc/{pid}/autogroup"):      # and its session's group yields to the others too
+            assert open(f"/proc/{pid}/autogroup").read().split()[-1] == "19"
         # A second start while it runs starts nothing.
         again = subprocess.run([sys.executable, "-m", "cmtrain.continuous", "--run", str(run), "--model", str(shipped)],
                                cwd=os.path.dirname(os.path.dirname(os.path.abspath(continuous.__file__))),
