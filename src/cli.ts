@@ -11,6 +11,7 @@ import { inpaintCommand } from './commands/inpaint.js';
 import { interpolateCommand } from './commands/interpolate.js';
 import { modelsCommand } from './commands/models.js';
 import { strokeCommand } from './commands/stroke.js';
+import { studioCommand } from './commands/studio.js';
 import { superresCommand } from './commands/superres.js';
 import { DASH, stdio, VERBATIM } from './commands/common.js';
 import { sayOnStderr, setJsonStderr } from './commands/reporter.js';
@@ -28,7 +29,7 @@ const taskCommands: Record<TaskName, CommandModule<object, never>> = {
   generate: generateCommand as never,
   interpolate: interpolateCommand as never,
 };
-const commands = [...TASK_NAMES.map((t) => taskCommands[t]), modelsCommand];
+const commands = [...TASK_NAMES.map((t) => taskCommands[t]), modelsCommand, studioCommand];
 
 const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
