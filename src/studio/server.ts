@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { basename } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CmError, InputError, ModelError, OptionError, UsageError } from '../errors.js';
-import { decodeMask, decodePicture, encodePicture, preloadImageCodec, type Picture } from '../io/image.js';
+import { decodeMask, decodePicture, encodePicture, preloadImageCodec, type DecodeOptions, type Picture } from '../io/image.js';
 import { DEFAULT_MAX_PIXELS, inputByteLimit } from '../io/read.js';
 import { edit, taskTiling } from '../pipeline/edit.js';
 import { QUALITIES, samplingRecord } from '../pipeline/policy.js';
@@ -327,8 +327,11 @@ export async function startStudio(o: StudioOptions): Promise<Studio> {
     const samples = options.samples ?? 1;
     const memory = { samples, callPixels: callPixelsBound(tiling), modelBytes: 0 };
     const label = (p.image as File).name || 'image';
-    const beforeDecode = ({ label: l, width, height, bytes }: { label: string; width: number; height: number; bytes: number }): void => {
+    const pixelLimit = ({ label: l, width, height }: { label: string; width: number; height: number }): void => {
       if (width * height > maxPixels) throw new HttpError(413, `${l}: cannot decode image (larger than the pixel limit: ${width}x${height} is more than --max-pixels ${maxPixels})`);
+    };
+    const beforeDecode = ({ label: l, width, height, bytes }: { label: string; width: number; height: number; bytes: number }): void => {
+      pixelLimit({ label: l, width, height });
       try {
         const size = spec.outputSize?.(options, width, height, l) ?? { width, height };
         checkMemory(l, spec.name as MemoryTask, size, { ...memory, pixels: size.width * size.height, fileBytes: bytes }, budget, spec.memoryHints?.(options));
@@ -336,9 +339,12 @@ export async function startStudio(o: StudioOptions): Promise<Studio> {
         throw e instanceof InputError ? new HttpError(413, e.message) : e;
       }
     };
-    const picture = await decodePicture(label, Buffer.from(await p.image.arrayBuffer()), { maxPixels: maxPixels + 1, beforeDecode });
-    const mask = p.mask ? await decodeMask((p.mask as File).name || 'mask', Buffer.from(await p.mask.arrayBuffer()), { maxPixels: maxPixels + 1 }) : undefined;
-    const input = p.strokes ? await withStrokes(picture, p.strokes, maxPixels) : picture;
+    // The pixel limit is checked here from the header (413); sharp's own limit (which refuses with a 400's wording)
+    // is never the lower one.
+    const sharpLimit = Math.max(maxPixels, DEFAULT_MAX_PIXELS);
+    const picture = await decodePicture(label, Buffer.from(await p.image.arrayBuffer()), { maxPixels: sharpLimit, beforeDecode });
+    const mask = p.mask ? await decodeMask((p.mask as File).name || 'mask', Buffer.from(await p.mask.arrayBuffer()), { maxPixels: sharpLimit, beforeDecode: pixelLimit }) : undefined;
+    const input = p.strokes ? await withStrokes(picture, p.strokes, sharpLimit, pixelLimit) : picture;
     const seed = options.seed ?? randomInt(0, MAX_SEED);
     publish(job, { event: 'start', task: p.task });
     let result;
@@ -417,8 +423,8 @@ function parseForm(form: FormData, partBytes: number): { task: ImageTaskName; op
 }
 
 /** The image with the strokes painted over it where they are opaque (the strokes' alpha), at the image's size. */
-async function withStrokes(picture: Picture, strokes: Blob, maxPixels: number): Promise<Picture> {
-  const s = await decodePicture((strokes as File).name || 'strokes', Buffer.from(await strokes.arrayBuffer()), { maxPixels: maxPixels + 1 });
+async function withStrokes(picture: Picture, strokes: Blob, maxPixels: number, beforeDecode: DecodeOptions['beforeDecode']): Promise<Picture> {
+  const s = await decodePicture((strokes as File).name || 'strokes', Buffer.from(await strokes.arrayBuffer()), { maxPixels, beforeDecode });
   if (s.width !== picture.width || s.height !== picture.height) {
     throw new InputError(`${s.label}: ${s.width}x${s.height} does not match image ${picture.label} ${picture.width}x${picture.height}`);
   }
