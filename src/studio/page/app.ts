@@ -100,10 +100,18 @@ function render(): void {
     ctx.fillStyle = '#fff';
     ctx.fillRect(x - 1 / zoom, 0, 2 / zoom, doc.height);
   }
+  // The mask and strokes over the original (left of the slider once there is a result, so the result shows clean).
+  ctx.save();
+  if (result) {
+    ctx.beginPath();
+    ctx.rect(0, 0, (Number(compareEl.value) / 1000) * doc.width, doc.height);
+    ctx.clip();
+  }
   ctx.globalAlpha = 0.45;
   ctx.drawImage(mask, 0, 0);
   ctx.globalAlpha = 1;
   ctx.drawImage(strokes, 0, 0);
+  ctx.restore();
   ctx.strokeStyle = 'rgba(255,255,255,0.25)';
   ctx.lineWidth = 1 / zoom;
   ctx.strokeRect(0, 0, doc.width, doc.height);
