@@ -263,6 +263,37 @@ describe('POST /api/v1/edit', () => {
     expect(events.filter((e) => e === 'jobA:step').length).toBeGreaterThan(0);
   });
 
+  test('a client that goes away cancels its edit at the next model call, and the next edit runs', async () => {
+    const events: string[] = [];
+    const controller = new AbortController();
+    const sse = await fetch(`${studio.url}api/v1/progress/jobC`);
+    const reader = (sse.body as ReadableStream<Uint8Array>).getReader();
+    const read = (async () => {
+      let text = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += Buffer.from(value).toString('utf8');
+        for (const m of text.matchAll(/data: (.*)\n\n/g)) events.push(JSON.parse(m[1]).event);
+        text = text.slice(text.lastIndexOf('\n\n') + 2);
+        if (events.includes('step')) controller.abort();
+      }
+    })();
+    const big = await texture(140, 140, 9);
+    const cancelled = await fetch(`${studio.url}api/v1/edit`, {
+      method: 'POST',
+      body: form({ task: 'denoise', job: 'jobC', image: [big, 'big.png'], options: '{"noise":30,"steps":8,"samples":8}' }),
+      signal: controller.signal,
+    }).catch((e: unknown) => e);
+    expect(cancelled).toBeInstanceOf(Error);
+    await read;
+    expect(events).toContain('step');
+    expect(events[events.length - 1]).toBe('cancelled');
+    expect(events).not.toContain('done');
+    const next = await post({ task: 'colorize', image: [image, 'img.png'], options: '{"seed":3}' });
+    expect(next.status).toBe(200);
+  });
+
   test('the images named on the command line are the only files it reads', async () => {
     const r = await fetch(`${studio.url}api/v1/inputs`);
     expect(await r.json()).toEqual({ inputs: [] });
