@@ -325,7 +325,7 @@ export async function startStudio(o: StudioOptions): Promise<Studio> {
     signal.throwIfAborted();
     const tiling = taskTiling(options, model.card, model.device);
     const samples = options.samples ?? 1;
-    const memory = { samples, callPixels: callPixelsBound(tiling), modelBytes: 0 };
+    const memory = { samples, callPixels: callPixelsBound(tiling), modelBytes: await modelBytes(model.path) };
     const label = (p.image as File).name || 'image';
     const pixelLimit = ({ label: l, width, height }: { label: string; width: number; height: number }): void => {
       if (width * height > maxPixels) throw new HttpError(413, `${l}: cannot decode image (larger than the pixel limit: ${width}x${height} is more than --max-pixels ${maxPixels})`);
@@ -390,6 +390,12 @@ export async function startStudio(o: StudioOptions): Promise<Studio> {
       await slot.close();
     },
   };
+}
+
+/** The model's bytes: the .onnx file and its external weights beside it (.onnx.data), if any (as the CLI counts them). */
+async function modelBytes(path: string): Promise<number> {
+  const size = async (p: string): Promise<number> => (await stat(p).catch(() => undefined))?.size ?? 0;
+  return (await size(path)) + (await size(`${path}.data`));
 }
 
 /** IPv6 hosts in brackets. */
