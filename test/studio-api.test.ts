@@ -333,3 +333,33 @@ describe('the images named on the command line', () => {
     }
   }, 60_000);
 });
+
+describe('the command line', () => {
+  test('an image named that is not there: one line naming it, exit 3, no server', () => {
+    const r = spawnSync(process.execPath, [CM_BIN, 'studio', '--port', '0', join(tmpdir(), 'cm-no-such-photo.png')], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
+    expect(r.status).toBe(3);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/^cm: .*cm-no-such-photo\.png: /);
+  });
+
+  test('a bad --port is a usage error', () => {
+    const r = spawnSync(process.execPath, [CM_BIN, 'studio', '--port', '70000'], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe('cm: Expected an integer between 0 and 65535 for --port but received 70000\n');
+  });
+
+  test('--host other than loopback 127.0.0.1: a warning, and the server answers on that address only', async () => {
+    const s = await startStudio(['--model', TINY_MODEL, '--host', '127.0.0.2']);
+    try {
+      expect(s.url).toMatch(/^http:\/\/127\.0\.0\.2:\d+\/$/);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(s.stderr()).toMatch(/^cm: warning: --host 127\.0\.0\.2: the studio is reachable from other machines/);
+      expect((await fetch(`${s.url}api/v1/models`)).status).toBe(200);
+      const port = new URL(s.url).port;
+      expect(await fetch(`http://127.0.0.1:${port}/`).then((r) => r.status).catch(() => 'refused')).toBe('refused');
+    } finally {
+      await s.stop();
+    }
+  }, 60_000);
+});

@@ -131,4 +131,65 @@ describe.skipIf(!CHROMIUM)('the studio in a browser', () => {
     expect(changed).toBeGreaterThan(100);
     expect(errors).toEqual([]);
   }, 120_000);
+
+  test('undo, redo, eraser, uploaded masks, and the mask kept for an image of the same size only', async () => {
+    const page = await browser.newPage({ viewport: { width: 1000, height: 700 }, acceptDownloads: true });
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(studio.url);
+    const maskPixels = async (): Promise<{ white: number; width: number; height: number }> => {
+      const [d] = await Promise.all([page.waitForEvent('download'), page.click('#downloadMask')]);
+      const path = join(dir, `m-${Date.now()}.png`);
+      await d.saveAs(path);
+      const { data, info } = await sharp(readFileSync(path)).greyscale().raw().toBuffer({ resolveWithObject: true });
+      return { white: data.filter((v) => v === 255).length, width: info.width, height: info.height };
+    };
+    await page.setInputFiles('#file', join(dir, 'photo.png'));
+    await page.waitForFunction(() => document.getElementById('status')?.textContent?.includes('120x96'));
+    const box = (await page.locator('#view').boundingBox()) as { x: number; y: number; width: number; height: number };
+    const [cx, cy] = [box.x + box.width / 2, box.y + box.height / 2];
+    const stroke = async (dx0: number, dx1: number): Promise<void> => {
+      await page.mouse.move(cx + dx0, cy);
+      await page.mouse.down();
+      await page.mouse.move(cx + dx1, cy, { steps: 8 });
+      await page.mouse.up();
+    };
+    expect((await maskPixels()).white).toBe(0);
+    await stroke(-200, 200);
+    const painted = (await maskPixels()).white;
+    expect(painted).toBeGreaterThan(300);
+    await page.click('#undo');
+    expect((await maskPixels()).white).toBe(0);
+    await page.click('#redo');
+    expect((await maskPixels()).white).toBe(painted);
+    // The eraser takes part of it back; [ makes the brush smaller.
+    await page.click('#eraser');
+    await stroke(-200, 0);
+    const erased = (await maskPixels()).white;
+    expect(erased).toBeGreaterThan(0);
+    expect(erased).toBeLessThan(painted);
+    await page.keyboard.press('[');
+    expect(Number(await page.inputValue('#size'))).toBeLessThan(40);
+
+    // Another image of the same size keeps the mask; one of another size starts with none.
+    writeFileSync(join(dir, 'same.png'), await sharp({ create: { width: 120, height: 96, channels: 3, background: '#336699' } }).png().toBuffer());
+    await page.setInputFiles('#file', join(dir, 'same.png'));
+    await page.waitForFunction(() => document.getElementById('status')?.textContent?.includes('mask kept'));
+    expect((await maskPixels()).white).toBe(erased);
+    writeFileSync(join(dir, 'other.png'), await sharp({ create: { width: 64, height: 64, channels: 3, background: '#663399' } }).png().toBuffer());
+    await page.setInputFiles('#file', join(dir, 'other.png'));
+    await page.waitForFunction(() => document.getElementById('status')?.textContent?.includes('64x64'));
+    expect(await maskPixels()).toEqual({ white: 0, width: 64, height: 64 });
+
+    // An uploaded mask (white = fill) comes back as it was.
+    const raw = Buffer.alloc(64 * 64);
+    for (let y = 10; y < 30; y++) for (let x = 5; x < 50; x++) raw[y * 64 + x] = 255;
+    writeFileSync(join(dir, 'upload-mask.png'), await sharp(raw, { raw: { width: 64, height: 64, channels: 1 } }).png().toBuffer());
+    await page.setInputFiles('#maskFile', join(dir, 'upload-mask.png'));
+    await page.waitForFunction(() => document.getElementById('status')?.textContent?.includes('mask loaded'));
+    expect(await maskPixels()).toEqual({ white: 20 * 45, width: 64, height: 64 });
+    await page.click('#clear');
+    expect((await maskPixels()).white).toBe(0);
+    expect(errors).toEqual([]);
+  }, 120_000);
 });

@@ -3,9 +3,10 @@
  * and serves until Ctrl-C or SIGTERM.
  */
 import { spawn } from 'node:child_process';
+import { statSync } from 'node:fs';
 import type { CommandModule } from 'yargs';
-import { UsageError } from '../errors.js';
-import { DEFAULT_MAX_PIXELS } from '../io/read.js';
+import { InputError, UsageError } from '../errors.js';
+import { DEFAULT_MAX_PIXELS, fsProblem } from '../io/read.js';
 import { DEVICES, type DeviceChoice } from '../runtime/model.js';
 import { startStudio } from '../studio/server.js';
 import { checkPixelFlag, maxThreads } from './common.js';
@@ -51,8 +52,15 @@ export const studioCommand: CommandModule<object, StudioArgs> = {
     }
     checkPixelFlag('--max-pixels', args.maxPixels);
     const host = args.host ?? '127.0.0.1';
-    if (args.host !== undefined && !LOOPBACK.includes(host)) {
-      sayOnStderr('warning', `--host ${host}: the studio is reachable from other machines on that address, with no password: anyone who reaches it can run edits`);
+    // The images it may serve: files that are there now (a missing one is said at once, not when the page asks).
+    for (const path of args.inputs) {
+      let s;
+      try {
+        s = statSync(path);
+      } catch (e) {
+        throw new InputError(`${path}: ${fsProblem(e)}`);
+      }
+      if (!s.isFile()) throw new InputError(`${path}: not a file (name image files)`);
     }
     let studio;
     try {
@@ -76,6 +84,9 @@ export const studioCommand: CommandModule<object, StudioArgs> = {
       throw e;
     }
     process.stdout.write(`cm studio: ${studio.url}\n`);
+    if (args.host !== undefined && !LOOPBACK.includes(host)) {
+      sayOnStderr('warning', `--host ${host}: the studio is reachable from other machines on that address, with no password: anyone who reaches it can run edits`);
+    }
     if (args.open) openBrowser(studio.url);
     await new Promise<void>((resolve) => {
       const stop = (): void => {

@@ -20,7 +20,7 @@ export function startStudio(args: string[]): Promise<RunningStudio> {
     child.on('exit', (code) => reject(new Error(`cm studio exited ${code}: ${err}`)));
     child.stdout?.setEncoding('utf8').on('data', (d: string) => {
       out += d;
-      const m = /^cm studio: (http:\/\/127\.0\.0\.1:\d+\/)\n/.exec(out);
+      const m = /^cm studio: (http:\/\/[0-9.]+:\d+\/)\n/.exec(out);
       if (!m) return;
       clearTimeout(timer);
       resolve({
