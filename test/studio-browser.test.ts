@@ -82,7 +82,7 @@ describe.skipIf(!CHROMIUM)('the studio in a browser', () => {
     await page.click('#run');
     await page.waitForFunction(() => /done in/.test(document.getElementById('status')?.textContent ?? ''), undefined, { timeout: 60_000 });
     const seen = await page.evaluate(() => (window as unknown as { seen: string[] }).seen);
-    expect(seen.some((s) => /^inpaint: step \d+\/\d+$/.test(s))).toBe(true);
+    expect(seen.some((s) => /^inpaint: step \d+\/\d+( \(scale \d+ of \d+, coarse to fine\))?$/.test(s))).toBe(true);
     const progress = await page.evaluate(() => {
       const p = document.getElementById('progress') as HTMLProgressElement;
       return { value: p.value, max: p.max };

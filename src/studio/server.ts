@@ -351,7 +351,12 @@ export async function startStudio(o: StudioOptions): Promise<Studio> {
     try {
       result = await edit(model, { task: p.task, inputs: { picture: input, mask }, options, seed }, {
         signal,
-        onStep: (e) => publish(job, { event: 'step', step: e.step, steps: e.steps, sigma: e.sigma }),
+        onStep: (e) => {
+          // Coarse to fine says which level (1 = coarsest) the step is of.
+          const { level, levels } = e as { level?: number; levels?: number };
+          const where = typeof level === 'number' && typeof levels === 'number' && levels > 1 ? { level: level + 1, levels } : {};
+          publish(job, { event: 'step', step: e.step, steps: e.steps, sigma: e.sigma, ...where });
+        },
       });
     } catch (e) {
       if (e instanceof ModelError) {

@@ -380,13 +380,13 @@ async function run(): Promise<void> {
   say(`${task}: starting...`);
   const events = new EventSource(`/api/v1/progress/${job}`);
   events.onmessage = (m) => {
-    const e = JSON.parse(m.data) as { event: string; step?: number; steps?: number; ahead?: number };
+    const e = JSON.parse(m.data) as { event: string; step?: number; steps?: number; ahead?: number; level?: number; levels?: number };
     if (e.event === 'queued' && e.ahead) say(`${task}: waiting for ${e.ahead} edit${e.ahead > 1 ? 's' : ''} before this one`);
     if (e.event === 'start') say(`${task}: loading and preparing...`);
     if (e.event === 'step' && e.step !== undefined && e.steps !== undefined) {
       progressEl.max = e.steps;
       progressEl.value = Math.min(e.step, e.steps);
-      say(`${task}: step ${e.step}/${e.steps}`);
+      say(`${task}: step ${e.step}/${e.steps}${e.level !== undefined ? ` (scale ${e.level} of ${e.levels}, coarse to fine)` : ''}`);
     }
   };
   await new Promise<void>((resolve) => {
