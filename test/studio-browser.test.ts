@@ -192,4 +192,48 @@ describe.skipIf(!CHROMIUM)('the studio in a browser', () => {
     expect((await maskPixels()).white).toBe(0);
     expect(errors).toEqual([]);
   }, 120_000);
+
+  test('stroke sends the painted strokes; superres comes back at 4x', async () => {
+    const page = await browser.newPage({ viewport: { width: 1000, height: 700 }, acceptDownloads: true });
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(studio.url);
+    await page.setInputFiles('#file', join(dir, 'photo.png'));
+    await page.waitForFunction(() => document.getElementById('status')?.textContent?.includes('120x96'));
+    const result = async (): Promise<Buffer> => {
+      await page.click('#run');
+      await page.waitForFunction(() => /done in/.test(document.getElementById('status')?.textContent ?? ''), undefined, { timeout: 60_000 });
+      const [d] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+      const path = join(dir, `r-${Date.now()}.png`);
+      await d.saveAs(path);
+      return readFileSync(path);
+    };
+    await page.selectOption('#task', 'stroke');
+    expect(await page.getAttribute('#paint', 'aria-pressed')).toBe('true');
+    await page.fill('#seed', '4');
+    await page.fill('#strength', '0.3');
+    const plain = await result();
+    // A white band painted with the Strokes tool changes the result where it was painted.
+    await page.locator('#colour').evaluate((el: HTMLInputElement) => {
+      el.value = '#ffffff';
+    });
+    const box = (await page.locator('#view').boundingBox()) as { x: number; y: number; width: number; height: number };
+    await page.mouse.move(box.x + box.width / 2 - 150, box.y + box.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(box.x + box.width / 2 + 150, box.y + box.height / 2, { steps: 8 });
+    await page.mouse.up();
+    const painted = await result();
+    const mean = async (png: Buffer): Promise<number> => {
+      const { data } = await sharp(png).extract({ left: 40, top: 44, width: 40, height: 8 }).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+      return data.reduce((a, v) => a + v, 0) / data.length;
+    };
+    expect(await mean(painted)).toBeGreaterThan((await mean(plain)) + 30);
+    expect(await page.textContent('#download')).toBe('Download result');
+
+    await page.selectOption('#task', 'superres');
+    await page.selectOption('#scale', '4');
+    const big = await sharp(await result()).metadata();
+    expect([big.width, big.height]).toEqual([480, 384]);
+    expect(errors).toEqual([]);
+  }, 120_000);
 });
