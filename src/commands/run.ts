@@ -1,7 +1,7 @@
 /**
- * The one path every task takes: model file -> plan -> inputs -> operators -> the shared sampler -> encode -> atomic
- * write, with --json records, progress, per-file failures and Ctrl-C. Tasks only say how to build their operator
- * (image tasks) or their start and noise (generation).
+ * The CLI's adapter around the pipeline (src/pipeline): model file -> plan -> inputs -> the task's edit -> the shared
+ * sampler -> encode -> atomic write, with --json records, progress, per-file failures and Ctrl-C. Image tasks are
+ * the pipeline's builders; generation tasks say their start and noise here.
  */
 import { existsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';

@@ -3,7 +3,7 @@
  * fine, windows) with a progress callback per step and an AbortSignal. Pure apart from the model it is handed: no
  * files, console or network. The CLI's batch runner and the studio's server both run edits through here.
  */
-import type { ModelCard, PlanTask } from '../runtime/card.js';
+import type { ModelCard, PlanTask, TaskPlan } from '../runtime/card.js';
 import { editFullResolution, type FullResEdit } from '../sampler/fullres.js';
 import type { Denoiser, StepEvent } from '../sampler/sample.js';
 import { evaluations } from '../sampler/schedule.js';
@@ -35,7 +35,8 @@ export interface EditHooks {
 
 /** The sampling of a task for these options, on this model. */
 export function taskSampling(spec: TaskSpec, options: TaskOptions & SamplingOptions, card: ModelCard): Sampling {
-  const own = spec.plan && ((k: number, stored: Parameters<NonNullable<TaskSpec['plan']>>[3]) => (spec.plan as NonNullable<TaskSpec['plan']>)(options, card, k, stored));
+  const plan = spec.plan;
+  const own = plan && ((k: number, stored: TaskPlan | undefined) => plan(options, card, k, stored));
   return chooseSampling(options, { card }, spec.planTask?.(options) ?? (spec.name as PlanTask), spec.defaultSteps, own, spec.minSamples);
 }
 
