@@ -201,6 +201,10 @@ describe.skipIf(!CHROMIUM)('the studio in a browser', () => {
     await page.setInputFiles('#file', join(dir, 'photo.png'));
     await page.waitForFunction(() => document.getElementById('status')?.textContent?.includes('120x96'));
     const result = async (): Promise<Buffer> => {
+      // The status of the run before is no answer to this one.
+      await page.evaluate(() => {
+        (document.getElementById('status') as HTMLElement).textContent = '';
+      });
       await page.click('#run');
       await page.waitForFunction(() => /done in/.test(document.getElementById('status')?.textContent ?? ''), undefined, { timeout: 60_000 });
       const [d] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { CmError, InputError, ModelError, OptionError, UsageError } from '../errors.js';
 import { decodeMask, decodePicture, encodePicture, preloadImageCodec, type DecodeOptions, type Picture } from '../io/image.js';
 import { DEFAULT_MAX_PIXELS, inputByteLimit } from '../io/read.js';
-import { edit, taskTiling } from '../pipeline/edit.js';
+import { edit, taskSampling, taskTiling } from '../pipeline/edit.js';
 import { QUALITIES, samplingRecord } from '../pipeline/policy.js';
 import { IMAGE_TASKS, type ImageTaskName } from '../pipeline/registry.js';
 import { IMAGE_TASK_SPECS } from '../pipeline/tasks.js';
@@ -324,7 +324,8 @@ export async function startStudio(o: StudioOptions): Promise<Studio> {
     }
     signal.throwIfAborted();
     const tiling = taskTiling(options, model.card, model.device);
-    const samples = options.samples ?? 1;
+    // The plan's samples (a task's stored default may combine several), for the memory estimate as the CLI makes it.
+    const { samples } = taskSampling(spec, options, model.card);
     const memory = { samples, callPixels: callPixelsBound(tiling), modelBytes: await modelBytes(model.path) };
     const label = (p.image as File).name || 'image';
     const pixelLimit = ({ label: l, width, height }: { label: string; width: number; height: number }): void => {

@@ -361,16 +361,10 @@ function stem(name: string): string {
 
 async function run(): Promise<void> {
   if (!doc || running) return;
+  const d = doc;
   const task = taskEl.value;
   if (task === 'inpaint' && isEmpty(mask)) return say('Paint the part to fill first (or upload a mask).', true);
-  const job = `j${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
-  const form = new FormData();
-  form.append('task', task);
-  form.append('job', job);
-  form.append('image', doc.file, doc.name);
-  if (task === 'inpaint') form.append('mask', await maskPng(), 'mask.png');
-  if (task === 'stroke' && !isEmpty(strokes)) form.append('strokes', await canvasPng(strokes), 'strokes.png');
-  form.append('options', JSON.stringify(options()));
+  // Running from the click on (the status says so at once; a second click does nothing).
   const controller = new AbortController();
   running = controller;
   runEl.disabled = true;
@@ -378,23 +372,33 @@ async function run(): Promise<void> {
   progressEl.value = 0;
   progressEl.removeAttribute('data-done');
   say(`${task}: starting...`);
-  const events = new EventSource(`/api/v1/progress/${job}`);
-  events.onmessage = (m) => {
-    const e = JSON.parse(m.data) as { event: string; step?: number; steps?: number; ahead?: number; level?: number; levels?: number };
-    if (e.event === 'queued' && e.ahead) say(`${task}: waiting for ${e.ahead} edit${e.ahead > 1 ? 's' : ''} before this one`);
-    if (e.event === 'start') say(`${task}: loading and preparing...`);
-    if (e.event === 'step' && e.step !== undefined && e.steps !== undefined) {
-      progressEl.max = e.steps;
-      progressEl.value = Math.min(e.step, e.steps);
-      say(`${task}: step ${e.step}/${e.steps}${e.level !== undefined ? ` (scale ${e.level} of ${e.levels}, coarse to fine)` : ''}`);
-    }
-  };
-  await new Promise<void>((resolve) => {
-    events.onopen = () => resolve();
-    setTimeout(resolve, 1500);
-  });
+  const job = `j${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+  let events: EventSource | undefined;
   const started = performance.now();
   try {
+    const form = new FormData();
+    form.append('task', task);
+    form.append('job', job);
+    form.append('image', d.file, d.name);
+    if (task === 'inpaint') form.append('mask', await maskPng(), 'mask.png');
+    if (task === 'stroke' && !isEmpty(strokes)) form.append('strokes', await canvasPng(strokes), 'strokes.png');
+    form.append('options', JSON.stringify(options()));
+    const source = new EventSource(`/api/v1/progress/${job}`);
+    events = source;
+    source.onmessage = (m) => {
+      const e = JSON.parse(m.data) as { event: string; step?: number; steps?: number; ahead?: number; level?: number; levels?: number };
+      if (e.event === 'queued' && e.ahead) say(`${task}: waiting for ${e.ahead} edit${e.ahead > 1 ? 's' : ''} before this one`);
+      if (e.event === 'start') say(`${task}: loading and preparing...`);
+      if (e.event === 'step' && e.step !== undefined && e.steps !== undefined) {
+        progressEl.max = e.steps;
+        progressEl.value = Math.min(e.step, e.steps);
+        say(`${task}: step ${e.step}/${e.steps}${e.level !== undefined ? ` (scale ${e.level} of ${e.levels}, coarse to fine)` : ''}`);
+      }
+    };
+    await new Promise<void>((resolve) => {
+      source.onopen = () => resolve();
+      setTimeout(resolve, 1500);
+    });
     const res = await fetch('/api/v1/edit', { method: 'POST', body: form, signal: controller.signal });
     if (!res.ok) {
       const body = (await res.json().catch(() => ({ error: `HTTP ${res.status}` }))) as { error?: string };
@@ -404,7 +408,7 @@ async function run(): Promise<void> {
     const blob = await res.blob();
     const canvas = await decode(blob);
     clearResult();
-    const name = `${stem(doc.name)}.${task}.png`;
+    const name = `${stem(d.name)}.${task}.png`;
     result = { canvas, url: URL.createObjectURL(blob), name };
     downloadEl.href = result.url;
     downloadEl.download = name;
@@ -421,7 +425,7 @@ async function run(): Promise<void> {
     if (controller.signal.aborted) say(`${task}: cancelled`);
     else say(`${task}: ${e instanceof Error ? e.message : String(e)}`, true);
   } finally {
-    events.close();
+    events?.close();
     running = undefined;
     runEl.disabled = false;
     cancelEl.classList.add('hidden');
