@@ -1,7 +1,7 @@
 /**
  * The yargs root: the command list, and the one place that maps errors to messages and exit codes.
  */
-import yargs from 'yargs';
+import yargs, { type CommandModule } from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { readFileSync } from 'node:fs';
 import { colorizeCommand } from './commands/colorize.js';
@@ -11,22 +11,25 @@ import { inpaintCommand } from './commands/inpaint.js';
 import { interpolateCommand } from './commands/interpolate.js';
 import { modelsCommand } from './commands/models.js';
 import { strokeCommand } from './commands/stroke.js';
+import { studioCommand } from './commands/studio.js';
 import { superresCommand } from './commands/superres.js';
 import { DASH, stdio, VERBATIM } from './commands/common.js';
 import { sayOnStderr, setJsonStderr } from './commands/reporter.js';
 import { CmError, EXIT_UNEXPECTED, UsageError } from './errors.js';
+import { TASK_NAMES, type TaskName } from './pipeline/registry.js';
 import { guardStdout, stdoutProblem } from './io/output.js';
 
-const commands = [
-  inpaintCommand,
-  colorizeCommand,
-  superresCommand,
-  strokeCommand,
-  denoiseCommand,
-  generateCommand,
-  interpolateCommand,
-  modelsCommand,
-];
+/** One command per task of the registry (a task without its command is a compile error), then the others. */
+const taskCommands: Record<TaskName, CommandModule<object, never>> = {
+  inpaint: inpaintCommand as never,
+  colorize: colorizeCommand as never,
+  superres: superresCommand as never,
+  stroke: strokeCommand as never,
+  denoise: denoiseCommand as never,
+  generate: generateCommand as never,
+  interpolate: interpolateCommand as never,
+};
+const commands = [...TASK_NAMES.map((t) => taskCommands[t]), modelsCommand, studioCommand];
 
 const version = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 

@@ -6,15 +6,14 @@ import { availableParallelism } from 'node:os';
 import type { Argv } from 'yargs';
 import { UsageError, ModelError } from '../errors.js';
 import { MAX_SEED } from '../rng.js';
+import { MAX_SAMPLES } from '../runtime/card.js';
 import { FORMATS, type ImageFormat } from '../io/image.js';
 import { DEFAULT_MAX_PIXELS, MAX_PIXELS_CEILING } from '../io/read.js';
 import { DEVICES, readModelFile, type DeviceChoice, type ModelFile } from '../runtime/model.js';
-import { MAX_SAMPLES, type PlanTask, type TaskPlan } from '../runtime/card.js';
 import { gpuIdProblem } from '../runtime/device.js';
 import { resolveModel } from '../runtime/registry.js';
 import { START_KINDS, type StartKind } from '../sampler/sample.js';
-import type { Stage } from '../sampler/pyramid.js';
-import { evaluations, gridIndexOf, parseTs, planForSteps, planFromTs, type Plan } from '../sampler/schedule.js';
+import { checkKnobs, CPU_BATCH, GPU_BATCH, QUALITIES, type Quality } from '../pipeline/policy.js';
 
 /**
  * Marks an argument that yargs must take as it is (see cli.ts): a lone "-" (which yargs would turn into ""), and
@@ -23,11 +22,6 @@ import { evaluations, gridIndexOf, parseTs, planForSteps, planFromTs, type Plan 
 export const VERBATIM = '\u0000';
 export const DASH = `${VERBATIM}-`;
 export const stdio = (v: string): string => (typeof v === 'string' && v.startsWith(VERBATIM) ? v.slice(1) : v);
-
-/** Images per model call on a GPU when --batch is not given (on the CPU batching gains nothing: 1). */
-export const GPU_BATCH = 8;
-/** Tiles (or small images) per model call on the CPU: 4 measured ~20% faster per image than 1 with 2 threads. */
-export const CPU_BATCH = 4;
 
 export interface InputArgs {
   inputs: string[];
@@ -46,6 +40,25 @@ export interface InputArgs {
   overlap?: number;
   shard?: string;
 }
+
+// The sampling and tiling policy lives in the pipeline (pure); the commands read it from here as before.
+export {
+  CPU_BATCH,
+  GPU_BATCH,
+  PAPER,
+  checkKnobs,
+  QUALITIES,
+  choosePlan,
+  chooseSampling,
+  chooseTiling,
+  defaultOverlap,
+  defaultTile,
+  perCall,
+  presetPlan,
+  samplingRecord,
+  type Quality,
+  type Sampling,
+} from '../pipeline/policy.js';
 
 /** The input images of the image commands: files, folders, or - for stdin. */
 export function withInputs<T>(y: Argv<T>): Argv<T & InputArgs> {
@@ -171,22 +184,7 @@ export function checkCommon(args: CommonArgs): void {
       `Expected an integer between 0 and ${maxThreads()} (4 per core) for --threads but received ${args.threads}`,
     );
   }
-  if (args.seed !== undefined && (!Number.isInteger(args.seed) || args.seed < 0 || args.seed > MAX_SEED)) {
-    throw new UsageError(`Expected an integer between 0 and ${MAX_SEED} for --seed but received ${args.seed}`);
-  }
-  if (args.steps !== undefined && (!Number.isInteger(args.steps) || args.steps < 1)) {
-    throw new UsageError(`Expected a positive integer for --steps but received ${args.steps}`);
-  }
-  if (args.batch !== undefined && (!Number.isInteger(args.batch) || args.batch < 1 || args.batch > 256)) {
-    throw new UsageError(`Expected an integer between 1 and 256 for --batch but received ${args.batch}`);
-  }
-  if (args.eta !== undefined && !(typeof args.eta === 'number' && args.eta >= 0 && args.eta <= 1)) {
-    throw new UsageError(`Expected a number between 0 and 1 for --eta but received ${args.eta}`);
-  }
-  const samples = (args as Partial<InputArgs>).samples;
-  if (samples !== undefined && !(Number.isInteger(samples) && samples >= 1 && samples <= MAX_SAMPLES)) {
-    throw new UsageError(`Expected an integer between 1 and ${MAX_SAMPLES} for --samples but received ${samples}`);
-  }
+  checkKnobs({ ...args, samples: (args as Partial<InputArgs>).samples });
   const gpu = gpuIdProblem(args.device, args.gpuId);
   if (gpu !== undefined) throw new UsageError(gpu);
   if (args.force && args.skipExisting) throw new UsageError('--force and --skip-existing contradict each other: pick one');
@@ -217,169 +215,4 @@ export async function openModel(args: CommonArgs): Promise<ModelFile> {
     );
   }
   return readModelFile(path);
-}
-
-export const QUALITIES = ['fast', 'default', 'best'] as const;
-export type Quality = (typeof QUALITIES)[number];
-
-/** How one run samples: the plan and the sampler's three knobs (ALGORITHMS.md 4b). */
-export interface Sampling {
-  plan: Plan;
-  start: StartKind;
-  eta: number;
-  samples: number;
-  /** Each evaluation on another dihedral view (sample.ts). */
-  views: boolean;
-  /** The --quality preset the plan came from (null: --steps or --ts chose it). */
-  quality: Quality | null;
-  /** The finer levels of coarse-to-fine editing: from the upsampled coarser result, two low-sigma steps. */
-  refine: Stage;
-}
-
-/** Noise levels of the refinement steps of coarse to fine (ALGORITHMS.md section 5), on the model's grid. */
-const REFINE_SIGMAS = [0.4, 0.1];
-
-/** The paper's sampler: start from the known data, fresh noise at every step, one sample. */
-export const PAPER: Pick<Sampling, 'start' | 'eta' | 'samples'> = { start: 'known', eta: 1, samples: 1 };
-
-/** The most evaluations a stored task default may make the default (longer plans stay available with --steps). */
-const MAX_DEFAULT_STEPS = 8;
-
-/**
- * The plan and knobs of a run, in this order:
- * - --ts: exactly that plan; it starts from the estimate when it starts part-way (ts[0] > 0), else from the known
- *   data; eta 1, one sample;
- * - --steps K (default: the task's "default" in the model's cm.task_plans, else the most evaluations up to 8 it stores
- *   for the task, else the command's own default): the model's task plan for K with its start, eta and samples;
- *   without one, the model's cm.plans entry for K (from sigma_max) with the paper's knobs;
- * - --quality fast|best instead: the model's stored "fast" / "best" plan for the task; without one, fast is its
- *   stored plan of the fewest evaluations with one sample, and best its default with views on; --quality default is
- *   the above;
- * - --start, --eta, --samples and --views override the knobs either way.
- * `own` makes the plan for tasks that start part-way by nature (stroke, denoise), given K and the stored default;
- * `minSamples` is the fewest samples the task's own combination of samples needs (colorize), with a stored task plan
- * and no --samples.
- */
-export function chooseSampling(
-  args: CommonArgs & Partial<InputArgs>,
-  file: ModelFile,
-  task: PlanTask,
-  defaultSteps: number,
-  own?: (k: number, stored: TaskPlan | undefined) => Plan,
-  minSamples = 1,
-): Sampling {
-  const { grid, plans } = file.card;
-  if (args.quality !== undefined && (args.steps !== undefined || args.ts !== undefined)) {
-    throw new UsageError(`--quality picks one of the model's stored plans: give it, or --${args.ts !== undefined ? 'ts' : 'steps'}, not both`);
-  }
-  const stored = file.card.taskPlans[task] ?? {};
-  const storedK = Object.keys(stored).map(Number).filter((k) => k <= MAX_DEFAULT_STEPS);
-  const defaultK = file.card.taskDefaults[task] ?? (storedK.length ? Math.max(...storedK) : defaultSteps);
-  const preset = args.quality === 'fast' || args.quality === 'best' ? presetPlan(file, task, args.quality, defaultK) : undefined;
-  const k = preset?.k ?? args.steps ?? defaultK;
-  const entry: TaskPlan | undefined = preset?.plan ?? (args.ts === undefined ? stored[String(k)] : undefined);
-  let plan: Plan;
-  if (own) plan = own(k, entry);
-  else if (args.ts !== undefined) plan = parseTs(grid, args.ts);
-  else if (entry?.ts) plan = planFromTs(grid, entry.ts, `the model's ${task} plan for ${k} evaluations`);
-  else plan = planForSteps(grid, k, plans);
-  const base = args.ts !== undefined ? { ...PAPER, start: (plan.ts?.[0] ?? 0) > 0 ? ('estimate' as const) : ('known' as const) } : (entry ?? PAPER);
-  // The finer levels never start noisier than the task's own plan (a plan search that found the model best used at
-  // sigma 0.003 is not overruled at sigma 0.4 one level up).
-  const floor = plan.ts?.[0] ?? 0;
-  const refineTs = [...new Set(REFINE_SIGMAS.map((s) => Math.min(grid.size - 2, Math.max(floor, Math.round(gridIndexOf(grid, s))))))];
-  return {
-    plan,
-    start: args.start ?? base.start,
-    eta: args.eta ?? base.eta,
-    samples: args.samples ?? (entry ? Math.max(base.samples, minSamples) : base.samples),
-    views: args.views ?? (base as Partial<TaskPlan>).views ?? false,
-    quality: args.steps !== undefined || args.ts !== undefined ? null : (args.quality ?? 'default'),
-    refine: { sigmas: planFromTs(grid, [...refineTs, grid.size - 1], 'the refinement plan').sigmas, start: 'estimate', eta: 0, samples: 1 },
-  };
-}
-
-/**
- * The plan of --quality fast or best for a task: the model's stored one; else fast = its stored plan of the fewest
- * evaluations, with one sample, and best = its default with views on; without stored plans at all, fast is one
- * evaluation and best the default number, both with the paper's knobs (best with views).
- */
-export function presetPlan(file: ModelFile, task: PlanTask, quality: 'fast' | 'best', defaultK: number): { k: number; plan?: TaskPlan } {
-  const own = file.card.taskPresets[task]?.[quality];
-  if (own) return own;
-  const stored = Object.entries(file.card.taskPlans[task] ?? {}).map(([k, plan]) => ({ k: Number(k), plan }));
-  if (quality === 'fast') {
-    if (stored.length === 0) return { k: 1 };
-    const fewest = stored.reduce((a, b) => (b.k < a.k ? b : a));
-    return { k: fewest.k, plan: { ...fewest.plan, samples: 1, views: false } };
-  }
-  const def = stored.find((e) => e.k === defaultK);
-  return { k: defaultK, plan: { ...(def?.plan ?? PAPER), views: true } };
-}
-
-/** Whether the model is one of cm's own UNets (cm.architecture says so): fully convolutional, any multiple of 8. */
-function fullyConvolutional(file: ModelFile): boolean {
-  try {
-    return (JSON.parse(file.card.metadata['cm.architecture'] ?? 'null') as { type?: string } | null)?.type === 'unet';
-  } catch {
-    return false;
-  }
-}
-
-/**
- * Tiles of twice the model's resolution for our own UNets: measured on Kodak, 128-pixel tiles denoise and upscale
- * at least as well as 64-pixel ones (+0.02 dB) in less time. Other models (OpenAI's) get tiles of their own size.
- */
-export function defaultTile(file: ModelFile): number {
-  return fullyConvolutional(file) ? 2 * file.card.resolution : file.card.resolution;
-}
-
-/**
- * 1/16 of a tile from 128 pixels up (8 for 128), a quarter of smaller tiles (16 for 64). Measured on a smooth image
- * with the shipped model, denoised: the gradient across tile borders is within 8% of the gradient inside tiles with
- * 128/8 and 64/16 (64/8: 11%; no overlap: 5x).
- */
-export function defaultOverlap(tile: number): number {
-  return tile >= 128 ? Math.floor(tile / 16) : Math.floor(tile / 4);
-}
-
-/**
- * Tile side, overlap (--tile, --overlap) and the largest side the tiles may be fitted to, for images larger than a
- * tile. Without --tile, a fully convolutional model's tiles are fitted to each image, from the default side up to
- * 1.5 times it (a 2048x2048 image: 13x13 tiles of 168 pixels, 1.14x its pixels, where tiles of 128 would take
- * 18x18, 1.27x); with --tile, or for a model of one size, tiles have exactly that side.
- */
-export function chooseTiling(args: CommonArgs & Partial<InputArgs>, file: ModelFile): { tile: number; overlap: number; maxTile: number } {
-  const tile = args.tile ?? defaultTile(file);
-  if (!Number.isInteger(tile) || tile < 8 || tile > 4096 || tile % 8 !== 0) {
-    throw new UsageError(`Expected a multiple of 8 between 8 and 4096 for --tile but received ${args.tile}`);
-  }
-  const overlap = args.overlap ?? defaultOverlap(tile);
-  if (!Number.isInteger(overlap) || overlap < 0 || 2 * overlap >= tile) {
-    throw new UsageError(`Expected an integer between 0 and ${Math.ceil(tile / 2) - 1} for --overlap (tiles of ${tile}) but received ${args.overlap}`);
-  }
-  const maxTile = args.tile === undefined && fullyConvolutional(file) ? tile + 8 * Math.floor(tile / 16) : tile;
-  return { tile, overlap, maxTile };
-}
-
-/**
- * Tiles or small images per model call: --batch, else the device's default. On the CPU by default, tiles fitted
- * larger than `tile` come fewer to a call, as many as hold CPU_BATCH tiles of `tile` pixels: measured on a
- * 2048x2048 superres (tiles of 168), 2 per call took 81 s against 91 s for 4 (medians of 2, same run).
- */
-export function perCall(args: CommonArgs, device: string, tile: number): { batch: number; callPixels?: number } {
-  if (args.batch !== undefined) return { batch: args.batch };
-  return device === 'cpu' ? { batch: CPU_BATCH, callPixels: CPU_BATCH * tile * tile } : { batch: GPU_BATCH };
-}
-
-/** The plan from --ts or --steps (or the command's default number of evaluations), as the model's cm.plans say. */
-export function choosePlan(args: CommonArgs, file: ModelFile, defaultSteps: number): Plan {
-  const { grid, plans } = file.card;
-  if (args.ts !== undefined) return parseTs(grid, args.ts);
-  return planForSteps(grid, args.steps ?? defaultSteps, plans);
-}
-
-/** The record fields that say how a run sampled. */
-export function samplingRecord(s: Sampling): { quality: Quality | null; evaluations: number; ts: number[] | null; start: StartKind; eta: number; samples: number; views: boolean } {
-  return { quality: s.quality, evaluations: evaluations(s.plan), ts: s.plan.ts ?? null, start: s.start, eta: s.eta, samples: s.samples, views: s.views };
 }

@@ -1,46 +1,33 @@
 /**
- * The one path every task takes: model file -> plan -> inputs -> operators -> the shared sampler -> encode -> atomic
- * write, with --json records, progress, per-file failures and Ctrl-C. Tasks only say how to build their operator
- * (image tasks) or their start and noise (generation).
+ * The CLI's adapter around the pipeline (src/pipeline): model file -> plan -> inputs -> the task's edit -> the shared
+ * sampler -> encode -> atomic write, with --json records, progress, per-file failures and Ctrl-C. Image tasks are
+ * the pipeline's builders; generation tasks say their start and noise here.
  */
 import { existsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { unconstrained, type Operator } from '../editing/operator.js';
-import type { Rect } from '../editing/regions.js';
-import { editFullResolution, type FullResEdit, type Scales } from '../sampler/fullres.js';
+import type { Operator } from '../editing/operator.js';
 import { InputError, ModelError, UsageError } from '../errors.js';
-import { encodePicture, readPicture, type AlphaPlane, type Picture } from '../io/image.js';
+import { encodePicture, readPicture, type Picture } from '../io/image.js';
 import { expandInputs, type InputItem } from '../io/inputs.js';
 import { checkOutput, checkOutputCount, outputFormat, outputPath, resolvedPath, STDOUT, writeOutput } from '../io/output.js';
 import { MAX_SEED, Rng } from '../rng.js';
-import type { LoadedModel, ModelFile } from '../runtime/model.js';
+import type { ModelFile } from '../runtime/model.js';
 import { sample, type NoiseSource } from '../sampler/sample.js';
-import { evaluations, type Plan } from '../sampler/schedule.js';
-import type { PlanTask, TaskPlan } from '../runtime/card.js';
+import { evaluations } from '../sampler/schedule.js';
+import type { PlanTask } from '../runtime/card.js';
 import type { Tensor } from '../tensor.js';
 import { inShard, parseShard, shardKey } from '../shard.js';
-import { checkCommon, checkPixelFlag, chooseSampling, chooseSeed, chooseTiling, openModel, perCall, samplingRecord, type CommonArgs, type InputArgs, type Sampling } from './common.js';
+import { checkCommon, checkPixelFlag, chooseSampling, chooseSeed, openModel, samplingRecord, type CommonArgs, type InputArgs } from './common.js';
+import { runEdits, taskSampling, taskTiling } from '../pipeline/edit.js';
+import type { Edit, EditInputs, TaskOptions, TaskSpec } from '../pipeline/tasks.js';
 import { Batch } from './batch.js';
 import { callPixelsBound, checkMemory, memoryBudget, type MemoryTask } from './memory.js';
-import { Interrupted, type SignalWatch } from './interrupt.js';
+import { Interrupted } from './interrupt.js';
 import { Reporter, type OutputRecord } from './reporter.js';
 
-/** An edit of one image, described at its output size (src/sampler/fullres.ts says how each kind runs). */
-export interface Edit {
-  width: number;
-  height: number;
-  /** Alpha at the output size, re-attached to the result. */
-  alpha?: AlphaPlane;
-  /** The operator at the output size. */
-  operator: Operator;
-  /** Default "tiles": the sampler at full size, the model on tiles. */
-  scales?: Scales;
-  /** Windows edited on their own (inpainting's crops around small holes). */
-  windows?: Rect[];
-  /** Coarse to fine: the largest level (longer side) the model runs on; larger ones are upsampled and projected. */
-  maxSampledSide?: number;
-}
+export type { Edit } from '../pipeline/tasks.js';
+export { startFromPicture } from '../pipeline/tasks.js';
 
 /** What a task needs to know about the image it is preparing. */
 export interface EditInput {
@@ -48,41 +35,21 @@ export interface EditInput {
   item: InputItem;
 }
 
+/**
+ * A task as the CLI runs it: the pipeline's builder (src/pipeline/tasks.ts) with its options taken from the flags,
+ * and what only files need: the other inputs a run reads (inpaint's masks), name-template variables.
+ */
 export interface ImageTask<A> {
-  name: string;
-  defaultSteps: number;
-  /** The key of the task's stored defaults in the model's cm.task_plans (default: the task's name). */
-  planTask?(args: A): PlanTask;
-  /**
-   * A plan the task makes itself (guided and denoising tasks start part-way), for K evaluations given the model's
-   * stored default for K (if any); otherwise from --ts / --steps (see chooseSampling).
-   */
-  plan?(args: A, file: ModelFile, k: number, stored: TaskPlan | undefined): Plan;
-  /** The start already carries noise of the plan's first level (denoising). */
-  startIsNoisy?: boolean;
-  /** The fewest samples the task combines by default (its operator's own combination needs several); --samples overrides. */
-  minSamples?: number;
+  spec: TaskSpec;
   /** Extra name-template variables ({scale}). */
   nameVars?(args: A): { scale?: number };
-  /**
-   * The output's size for an input of this size, known from its header (default: the same); throws to refuse the
-   * input before it is decoded (superres: --max-output-pixels).
-   */
-  outputSize?(args: A, width: number, height: number, label: string): { width: number; height: number };
-  /** What refuses too large an output, for the memory refusal's hint (superres: "a smaller -x"). */
-  memoryHints?(args: A): string[];
   /** The run's other input files (inpaint's masks): outputs never replace them. */
   otherInputs?(args: A, items: readonly InputItem[]): string[];
-  /** Read the task's other inputs (a mask) and describe the edit. */
-  prepare(input: EditInput, args: A, file: ModelFile, reporter: Reporter): Promise<Edit>;
+  /** Read the task's other inputs (a mask); default: the picture alone. */
+  readInputs?(input: EditInput, args: A): Promise<EditInputs>;
 }
 
 export type ImageArgs = CommonArgs & InputArgs;
-
-/** An edit that starts from the input image and projects nothing (guided generation, denoising). */
-export function startFromPicture(picture: Picture): Edit {
-  return { width: picture.width, height: picture.height, alpha: picture.alpha, operator: unconstrained(picture.rgb) };
-}
 
 interface Job {
   item: InputItem;
@@ -99,7 +66,8 @@ interface Prepared {
 }
 
 /** Run an image task over every input: one model session, --batch images or tiles per model call, bad files skipped. */
-export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask<A>): Promise<void> {
+export async function runImageTask<A extends ImageArgs & TaskOptions>(args: A, task: ImageTask<A>): Promise<void> {
+  const { spec } = task;
   checkCommon(args);
   checkPixelFlag('--max-pixels', args.maxPixels);
   const budget = memoryBudget(args.maxMemory);
@@ -115,13 +83,13 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
   checkOutputCount(out, items.length);
   // Seeds and {i} come from the position in the whole list, so that a shard's outputs are those of the whole run.
   const mine = shard ? items.map((item) => inShard(shardKey(item.path, item.root), shard)) : items.map(() => true);
-  const batch = new Batch(reporter, mine.filter(Boolean).length, task.name, shard);
+  const batch = new Batch(reporter, mine.filter(Boolean).length, spec.name, shard);
   const baseSeed = chooseSeed(args);
   const all: Job[] = items.map((item, i) => {
     const seed = (baseSeed + i) % (MAX_SEED + 1);
     const output = outputPath(out, {
       stem: item.stem,
-      task: task.name,
+      task: spec.name,
       i,
       seed,
       ...task.nameVars?.(args),
@@ -135,8 +103,7 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
 
   await batch.run(async (signals) => {
     const file = await openModel(args);
-    const own = task.plan && ((k: number, stored: TaskPlan | undefined) => (task.plan as NonNullable<typeof task.plan>)(args, file, k, stored));
-    const sampling = chooseSampling(args, file, task.planTask?.(args) ?? (task.name as PlanTask), task.defaultSteps, own, task.minSamples);
+    const sampling = taskSampling(spec, args, file.card);
     for (const job of jobs) Object.assign(job.record, { model: file.path, ...samplingRecord(sampling) });
     // Two inputs with one output: the later one fails, judged over the whole list (a shard agrees with the whole run).
     const seen = new Map<string, string>();
@@ -172,15 +139,14 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
       return true;
     });
     if (pending.length === 0) return;
-    const tile = chooseTiling(args, file);
     const model = await batch.startModel(file, args);
-    const tiling = { ...tile, ...perCall(args, model.device, tile.tile) };
+    const tiling = taskTiling(args, file.card, model.device);
     const memory = { samples: sampling.samples, callPixels: callPixelsBound(tiling), modelBytes: modelBytes(file.path) };
     // Refuse an image whose edit would not fit in memory from its header, before its pixels are decoded.
     const beforeDecode = ({ label, width, height, bytes }: { label: string; width: number; height: number; bytes: number }): void => {
-      const size = task.outputSize?.(args, width, height, label) ?? { width, height };
+      const size = spec.outputSize?.(args, width, height, label) ?? { width, height };
       const pixels = size.width * size.height;
-      checkMemory(label, task.name as MemoryTask, size, { ...memory, pixels, fileBytes: bytes }, budget, task.memoryHints?.(args));
+      checkMemory(label, spec.name as MemoryTask, size, { ...memory, pixels, fileBytes: bytes }, budget, spec.memoryHints?.(args));
     };
     try {
       // Images of at most one tile are gathered --batch at a time and share the model calls; a larger image runs
@@ -193,7 +159,13 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
         let results: Tensor[];
         try {
           batch.begin(todo.map(({ job }) => job.item.path), evaluations(sampling.plan) * sampling.samples);
-          results = await runEdits(model, todo, sampling, tiling, task.startIsNoisy ?? false, signals, batch);
+          const edits = todo.map(({ edit, job }) => ({ edit, seed: job.seed }));
+          results = await runEdits(model, edits, sampling, tiling, spec.startIsNoisy ?? false, {
+            onStep: (e, which) => {
+              batch.step(e, which.map((i) => todo[i].job.item.path));
+              signals.check();
+            },
+          });
         } catch (e) {
           if (e instanceof Interrupted || e instanceof ModelError) throw e;
           for (const { job } of todo) batch.fail(job.record, e);
@@ -220,7 +192,9 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
         try {
           checkOutput(job.output, args.force, args.outDir !== undefined);
           const picture = await readPicture(job.item.path, { maxPixels: args.maxPixels, keepSource: args.keepMetadata, beforeDecode });
-          prepared = { job, picture, edit: await task.prepare({ picture, item: job.item }, args, file, reporter) };
+          const inputs = task.readInputs ? await task.readInputs({ picture, item: job.item }, args) : { picture };
+          const edit = await spec.build(inputs, args, { tile: tiling.tile, warn: (m) => reporter.warn(m) });
+          prepared = { job, picture, edit };
         } catch (e) {
           if (e instanceof Interrupted) throw e;
           await flush(); // the files before it are reported first: records come in the order of the inputs
@@ -237,40 +211,6 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
       await model.dispose();
     }
   }, jobs.map((j) => j.record));
-}
-
-/**
- * Sample a group of edits at their own sizes: over tiles, coarse to fine or in windows as each edit says
- * (editFullResolution). Each image has its own noise streams (seeded by its seed), so batching changes nothing.
- */
-async function runEdits(
-  model: LoadedModel,
-  group: Prepared[],
-  sampling: Sampling,
-  tiling: { tile: number; overlap: number; maxTile: number; batch: number; callPixels?: number },
-  startIsNoisy: boolean,
-  signals: SignalWatch,
-  batch: Batch,
-): Promise<Tensor[]> {
-  const edits: FullResEdit[] = group.map(({ edit, job }) => ({
-    operator: edit.operator,
-    seed: job.seed,
-    scales: edit.scales ?? 'tiles',
-    windows: edit.windows,
-    maxSampledSide: edit.maxSampledSide,
-  }));
-  return editFullResolution(model, edits, {
-    ...tiling,
-    small: model.card.resolution,
-    first: { sigmas: sampling.plan.sigmas, start: sampling.start, eta: sampling.eta, samples: sampling.samples, views: sampling.views },
-    refine: sampling.refine,
-    sigmaMin: model.card.grid.sigmaMin,
-    startIsNoisy,
-    onStep: (e, which) => {
-      batch.step(e, which.map((i) => group[i].job.item.path));
-      signals.check();
-    },
-  });
 }
 
 /** How a generation task starts: batch size, the noise (step 0 is the initial noise), the operator. */

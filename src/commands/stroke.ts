@@ -1,49 +1,13 @@
 import type { CommandModule } from 'yargs';
-import { UsageError } from '../errors.js';
-import { evenPlan, parseTs, planFromTs, strengthToIndex, type NoiseGrid } from '../sampler/schedule.js';
+import { DEFAULT_STRENGTH, IMAGE_TASK_SPECS } from '../pipeline/tasks.js';
 import { withInputs, withCommonOptions } from './common.js';
-import { runImageTask, startFromPicture, type ImageArgs, type ImageTask } from './run.js';
+import { runImageTask, type ImageArgs, type ImageTask } from './run.js';
 
 interface StrokeArgs extends ImageArgs {
   strength?: number;
 }
 
-/** --strength without a stored default: sigma 5.38 on a 40-level grid, the paper's start. */
-const DEFAULT_STRENGTH = 0.6;
-
-const task: ImageTask<StrokeArgs> = {
-  name: 'stroke',
-  defaultSteps: 2,
-  // SDEdit: start from the stroke image noised to an intermediate level (set by --strength, else the model's stored
-  // stroke plan); nothing is projected.
-  plan(args, { card: { grid } }, k, stored) {
-    if (args.ts !== undefined) return parseTs(grid, args.ts);
-    if (args.strength === undefined && stored?.ts) return planFromTs(grid, stored.ts, `the model's stroke plan for ${k} evaluations`);
-    const strength = args.strength ?? DEFAULT_STRENGTH;
-    const start = strengthToIndex(grid, strength);
-    checkRoom(grid, strength, start, k, args.steps === undefined);
-    return evenPlan(grid, k, start);
-  },
-  prepare: async ({ picture }) => startFromPicture(picture),
-};
-
-/**
- * A small --strength starts near the end of the grid, leaving fewer levels than --steps evaluations need: say so in
- * terms of --strength (the flag that was too small), with the smallest strength that fits.
- */
-function checkRoom(grid: NoiseGrid, strength: number, start: number, steps: number, defaultSteps: boolean): void {
-  const levels = grid.size - 1 - start;
-  if (!Number.isInteger(steps) || steps <= levels || steps > grid.size - 1) return;
-  let least = 1;
-  for (let s = 100; s >= 1; s--) {
-    if (grid.size - 1 - strengthToIndex(grid, s / 100) >= steps) least = s / 100;
-    else break;
-  }
-  const stepsFlag = defaultSteps ? `the default --steps ${steps}` : `--steps ${steps}`;
-  throw new UsageError(
-    `--strength ${strength} leaves ${levels} grid ${levels === 1 ? 'level' : 'levels'}, fewer than ${stepsFlag} needs: use --strength ${least} or more (or fewer --steps)`,
-  );
-}
+const task: ImageTask<StrokeArgs> = { spec: IMAGE_TASK_SPECS.stroke };
 
 export const strokeCommand: CommandModule<object, StrokeArgs> = {
   command: 'stroke <inputs..>',
@@ -55,7 +19,7 @@ export const strokeCommand: CommandModule<object, StrokeArgs> = {
           type: 'number',
           describe: `How far from the strokes to go: 1 starts from pure noise, small values stay close (default: the model's stroke plan, else ${DEFAULT_STRENGTH}: sigma 5.38 on a 40-level grid)`,
         }),
-      task.defaultSteps,
+      task.spec.defaultSteps,
     ) as never,
   handler: (args) => runImageTask(args, task),
 };

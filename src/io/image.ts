@@ -166,6 +166,11 @@ export async function readPicture(spec: string, options: DecodeOptions = {}): Pr
  */
 export async function readMask(spec: string, options: DecodeOptions = {}): Promise<{ label: string; mask: Tensor }> {
   const { label, bytes } = await readImageBytes(spec, options);
+  return decodeMask(label, bytes, options);
+}
+
+/** readMask's decoding, of bytes already read (an upload). */
+export async function decodeMask(label: string, bytes: Buffer, options: DecodeOptions = {}): Promise<{ label: string; mask: Tensor }> {
   const { data, max, width, height, channels } = await decodeRaw(label, bytes, options);
   const hasAlpha = channels === 2 || channels === 4;
   const mask = new Tensor(1, 1, height, width);

@@ -4,10 +4,11 @@
 import { ModelError } from '../errors.js';
 import { START_KINDS, type StartKind } from '../sampler/sample.js';
 import type { NoiseGrid } from '../sampler/schedule.js';
+import { PLAN_TASKS, type PlanTask } from '../pipeline/registry.js';
 
-/** The tasks a model may store defaults for in `cm.task_plans`. */
-export const PLAN_TASKS = ['inpaint', 'colorize', 'superres-x2', 'superres-x4', 'superres-x8', 'denoise', 'stroke', 'generate', 'interpolate'] as const;
-export type PlanTask = (typeof PLAN_TASKS)[number];
+/** The tasks a model may store defaults for in `cm.task_plans` (the task registry's). */
+export { PLAN_TASKS, type PlanTask };
+
 /** The most --samples a stored default may ask for. */
 export const MAX_SAMPLES = 64;
 

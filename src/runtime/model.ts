@@ -4,7 +4,7 @@
  * process when `inline` is set (benchmarks). src/runtime is the only place that imports onnxruntime-node.
  */
 import { closeSync, constants, fstatSync, openSync, readSync, statSync } from 'node:fs';
-import { CmError, InputError, ModelError, UsageError } from '../errors.js';
+import { CmError, InputError, ModelError, OptionError, UsageError } from '../errors.js';
 import type { Denoiser } from '../sampler/sample.js';
 import { Tensor } from '../tensor.js';
 import { parseModelCard, type ModelCard } from './card.js';
@@ -292,12 +292,12 @@ async function loadInWorker(file: ModelFile, req: SessionRequest, debug: boolean
 /** The class label to feed: required by class-conditional models, refused by the others. */
 function checkClass(card: ModelCard, label: number | undefined, path: string): number | undefined {
   if (card.numClasses === 0) {
-    if (label !== undefined) throw new UsageError(`--class: ${path} is unconditional (it has no classes)`);
+    if (label !== undefined) throw new OptionError('class', (flag) => `${flag}: ${path} is unconditional (it has no classes)`);
     return undefined;
   }
-  if (label === undefined) throw new UsageError(`${path} is class-conditional: pass --class N (0 to ${card.numClasses - 1})`);
+  if (label === undefined) throw new OptionError('class', (flag) => `${path} is class-conditional: pass ${flag} N (0 to ${card.numClasses - 1})`);
   if (!Number.isInteger(label) || label < 0 || label >= card.numClasses) {
-    throw new UsageError(`Expected an integer between 0 and ${card.numClasses - 1} for --class but received ${label}`);
+    throw new OptionError('class', (flag) => `Expected an integer between 0 and ${card.numClasses - 1} for ${flag} but received ${label}`);
   }
   return label;
 }

@@ -7,6 +7,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { TASK_NAMES } from '../pipeline/registry.js';
 import { STDERR_MARK } from './worker-protocol.js';
 
 /** The last lines a process wrote on stderr (bounded), with a wait for the worker's marker line. */
@@ -107,8 +108,8 @@ export function spawnWorker(): WorkerProcess {
 
 let prestarted: WorkerProcess | undefined;
 
-/** The commands that run a model (cli.ts); others (models, --help, --version) never start a worker. */
-const MODEL_COMMANDS = ['inpaint', 'colorize', 'superres', 'stroke', 'denoise', 'generate', 'interpolate'];
+/** The commands that run a model: every task, and the studio; others (models, --help, --version) never start a worker. */
+const MODEL_COMMANDS: readonly string[] = [...TASK_NAMES, 'studio'];
 
 /** Start a worker now when the command line will run a model in one (see the module comment). */
 export function prestartWorker(argv: readonly string[]): void {

@@ -5,7 +5,7 @@
  * strictly increasing and ending at N-1 (sigma_min): the model is evaluated at every level but the last, so `0,22,39`
  * is two evaluations. The sampler itself only sees the resulting list of sigmas.
  */
-import { UsageError } from '../errors.js';
+import { OptionError, UsageError } from '../errors.js';
 
 export interface NoiseGrid {
   sigmaMin: number;
@@ -48,23 +48,28 @@ export function gridIndexOf(grid: NoiseGrid, sigma: number): number {
 }
 
 /** A plan from grid indices, checked: at least two, strictly increasing, inside the grid, ending at N-1. */
-export function planFromTs(grid: NoiseGrid, ts: readonly number[], flag = '--ts'): Plan {
+/**
+ * `what` is the parameter the indices came from (ts, steps: errors name it, the CLI as its flag) or a description of
+ * a stored plan ("the model's plan for 2 evaluations").
+ */
+export function planFromTs(grid: NoiseGrid, ts: readonly number[], what: { option: string } | string = { option: 'ts' }): Plan {
   const last = grid.size - 1;
   const shown = ts.join(',');
+  const bad = (say: (name: string) => string): Error => (typeof what === 'string' ? new UsageError(say(what)) : new OptionError(what.option, say));
   if (ts.length < 2) {
-    throw new UsageError(`Expected at least two indices for ${flag} (one evaluation is 0,${last}) but received "${shown}"`);
+    throw bad((flag) => `Expected at least two indices for ${flag} (one evaluation is 0,${last}) but received "${shown}"`);
   }
   for (let k = 0; k < ts.length; k++) {
     const t = ts[k];
     if (!Number.isInteger(t) || t < 0 || t > last) {
-      throw new UsageError(`Expected integers between 0 and ${last} for ${flag} but received "${shown}"`);
+      throw bad((flag) => `Expected integers between 0 and ${last} for ${flag} but received "${shown}"`);
     }
     if (k > 0 && t <= ts[k - 1]) {
-      throw new UsageError(`Expected strictly increasing indices for ${flag} but received "${shown}"`);
+      throw bad((flag) => `Expected strictly increasing indices for ${flag} but received "${shown}"`);
     }
   }
   if (ts[ts.length - 1] !== last) {
-    throw new UsageError(`Expected ${flag} to end at ${last} (sigma_min, the grid's last index) but received "${shown}"`);
+    throw bad((flag) => `Expected ${flag} to end at ${last} (sigma_min, the grid's last index) but received "${shown}"`);
   }
   return { ts: [...ts], sigmas: ts.map((t) => karrasSigma(grid, t)) };
 }
@@ -73,7 +78,7 @@ export function planFromTs(grid: NoiseGrid, ts: readonly number[], flag = '--ts'
 export function parseTs(grid: NoiseGrid, text: string): Plan {
   const parts = text.split(',').map((s) => s.trim());
   if (parts.some((p) => !/^\d+$/.test(p))) {
-    throw new UsageError(`Expected comma-separated integers for --ts but received "${text}"`);
+    throw new OptionError('ts', (flag) => `Expected comma-separated integers for ${flag} but received "${text}"`);
   }
   return planFromTs(grid, parts.map(Number));
 }
@@ -86,7 +91,7 @@ export function evenPlan(grid: NoiseGrid, k: number, start = 0): Plan {
   checkSteps(k, last - start);
   const ts = Array.from({ length: k }, (_, j) => start + Math.round((j * (last - start)) / k));
   ts.push(last);
-  return planFromTs(grid, ts, '--steps');
+  return planFromTs(grid, ts, { option: 'steps' });
 }
 
 /**
@@ -120,13 +125,13 @@ export function planFromLevel(grid: NoiseGrid, sigmaStart: number, k: number): P
 /** The start index for SDEdit-style guidance: strength 1 starts from pure noise (index 0), small strengths near the end. */
 export function strengthToIndex(grid: NoiseGrid, strength: number): number {
   if (!(strength > 0 && strength <= 1)) {
-    throw new UsageError(`Expected a number greater than 0 and at most 1 for --strength but received ${strength}`);
+    throw new OptionError('strength', (flag) => `Expected a number greater than 0 and at most 1 for ${flag} but received ${strength}`);
   }
   return Math.min(grid.size - 2, Math.round((1 - strength) * (grid.size - 1)));
 }
 
 function checkSteps(k: number, room: number): void {
   if (!Number.isInteger(k) || k < 1 || k > room) {
-    throw new UsageError(`Expected an integer between 1 and ${room} for --steps but received ${k}`);
+    throw new OptionError('steps', (flag) => `Expected an integer between 1 and ${room} for ${flag} but received ${k}`);
   }
 }
