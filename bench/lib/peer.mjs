@@ -145,6 +145,41 @@ export async function peerSection({ work, smoke, log, model, outDir }) {
     if (slim) e.vsSlim = round(e.wallSeconds / slim, 2);
   }
   result.endToEnd = { input: `${side}x${side} crop of Kodak24 image 1`, output: `${4 * side}x${4 * side}`, rounds, runs: e2e };
+  // 4. Seconds per output megapixel of every task on a Kodak photo (768x512), default plans, float against int8, alternating.
+  if (hasInt8) {
+    const sharp = (await import('sharp')).default;
+    const kodak = join(work, 'permp-kodak.png');
+    await savePng(smoke ? crop(photo, 0, 0, 128, 128) : photo, kodak);
+    const { width: kw, height: kh } = await sharp(kodak).metadata();
+    await sharp(kodak).greyscale().png().toFile(join(work, 'permp-gray.png'));
+    await sharp(kodak).resize(kw / 4, kh / 4).png().toFile(join(work, 'permp-low.png'));
+    const mask = Buffer.alloc(kw * kh);
+    for (let y = Math.floor(kh / 4); y < Math.floor((3 * kh) / 4); y++) for (let x = Math.floor(kw / 4); x < Math.floor((3 * kw) / 4); x++) mask[y * kw + x] = 255;
+    await sharp(mask, { raw: { width: kw, height: kh, channels: 1 } }).png().toFile(join(work, 'permp-mask.png'));
+    const tasks = [
+      ['superres x4', ['superres', join(work, 'permp-low.png'), '-x', '4']],
+      ['superres x2', ['superres', join(work, 'permp-low.png'), '-x', '2']],
+      ['inpaint (box, a quarter)', ['inpaint', kodak, '--mask', join(work, 'permp-mask.png')]],
+      ['colorize', ['colorize', join(work, 'permp-gray.png')]],
+      ['denoise 25', ['denoise', kodak, '--noise', '25']],
+      ['stroke', ['stroke', kodak]],
+    ];
+    const perMP = {};
+    for (const [name, args] of smoke ? tasks.slice(0, 2) : tasks) {
+      const outPixels = name === 'superres x2' ? (kw / 2) * (kh / 2) : kw * kh;
+      for (const precision of ['float', 'int8']) {
+        const run = await measured([process.execPath, join(ROOT, 'bin', 'cm.js'), ...args, '-o', join(work, 'permp-out.png'), '--model', model, '--device', 'cpu', '--seed', '0', '-q', '--json', '--force', '--precision', precision]);
+        if (run.code !== 0) {
+          (perMP[name] ??= {})[precision] = { error: run.stderr.trim().split('\n').pop() };
+          continue;
+        }
+        const rec = records(run, `${name} ${precision}`)[0];
+        (perMP[name] ??= {})[precision] = { evaluations: rec.evaluations, wallSeconds: round(run.wall, 2), cpuSeconds: round(run.cpu, 2), secondsPerMP: round(run.wall / (outPixels / 1e6), 2), peakRssMB: run.rssMB };
+      }
+    }
+    result.perMegapixel = { photo: `Kodak24 image 1 (${kw}x${kh}; superres from its 4x box-down)`, tasks: perMP };
+    log(`peer: per megapixel: ${JSON.stringify(perMP)}`);
+  }
   result.loadavgAfter = machine().loadavg;
   log(`peer: end to end: ${JSON.stringify(e2e)}`);
   writeFileSync(join(outDir, 'peer.json'), JSON.stringify(result, null, 1) + '\n');
@@ -165,5 +200,13 @@ export function peerMarkdown(r) {
     s += v.error ? `| ${n} | could not run: ${v.error} | | | | | | |\n` : `| ${n} | ${v.evaluations ?? '1 (network once)'} | ${v.wallSeconds} | ${v.cpuSeconds} | ${v.secondsPerOutputMP} | ${v.peakRssMB} | ${v.vsMedium ?? ''}x | ${v.vsSlim ?? ''}x |\n`;
   }
   s += '\nUpscalerJS runs TensorFlow.js on its WebAssembly backend in Node, one thread; cm uses both cores (onnxruntime\'s default threads).\n';
+  if (r.perMegapixel) {
+    s += `\n### Seconds per output megapixel, every task, float against int8 (${r.perMegapixel.photo}), one run each, alternating\n\n| task | evaluations | float s / MP | int8 s / MP | float CPU s | int8 CPU s | int8 / float (wall) |\n|---|---|---|---|---|---|---|\n`;
+    for (const [n, v] of Object.entries(r.perMegapixel.tasks)) {
+      const f = v.float ?? {};
+      const q = v.int8 ?? {};
+      s += `| ${n} | ${f.evaluations ?? q.evaluations ?? ''} | ${f.secondsPerMP ?? f.error ?? ''} | ${q.secondsPerMP ?? q.error ?? ''} | ${f.cpuSeconds ?? ''} | ${q.cpuSeconds ?? ''} | ${f.secondsPerMP && q.secondsPerMP ? round(q.secondsPerMP / f.secondsPerMP, 2) : ''} |\n`;
+    }
+  }
   return s;
 }
