@@ -50,7 +50,7 @@ const log = (msg) => {
 process.env.ORT_DISABLE_TELEMETRY = '1';
 const { peerSection } = await import('./lib/peer.mjs');
 if (flags.only === 'peer') {
-  await peerSection({ work, smoke, log, model, outDir });
+  await peerSection({ work, smoke, log, model, outDir, peerRounds: flags['peer-rounds'] });
   rmSync(work, { recursive: true, force: true });
   process.exit(0);
 }
@@ -323,7 +323,7 @@ for (const t of threadCounts) {
   }
 }
 // ---- 6. The peer (issue 19) ----------------------------------------------------------------------------------------
-const peer = await peerSection({ work, smoke, log, model, outDir });
+const peer = await peerSection({ work, smoke, log, model, outDir, peerRounds: flags['peer-rounds'] });
 
 const meta = {
   startedAt,

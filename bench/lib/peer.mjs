@@ -61,13 +61,13 @@ async function perCall(ort, session, b, side, reps) {
   return { wallMs: round(median(wall), 1), cpuMs: round(median(cpu), 1) };
 }
 
-export async function peerSection({ work, smoke, log, model, outDir }) {
+export async function peerSection({ work, smoke, log, model, outDir, peerRounds }) {
   const ort = await import('onnxruntime-node');
   ort.env.logLevel = 'fatal';
   const int8 = model.replace(/\.onnx$/, '-int8.onnx');
   const hasInt8 = existsSync(int8);
   const cpu = cpuInfo();
-  const rounds = smoke ? 1 : 3;
+  const rounds = smoke ? 1 : Number(peerRounds ?? 3);
   const reps = smoke ? 2 : 7;
   const result = { measuredAt: new Date().toISOString(), machine: { ...machine(), cpuModel: cpu.model, int8Flags: cpu.int8Flags }, model, int8: hasInt8 ? int8 : null };
 
@@ -75,7 +75,7 @@ export async function peerSection({ work, smoke, log, model, outDir }) {
   const evals = {};
   for (const threads of smoke ? [1] : [1, 2]) {
     for (const [name, path] of [['float', model], ...(hasInt8 ? [['int8', int8]] : [])]) {
-      const session = await ort.InferenceSession.create(path, { executionProviders: ['cpu'], graphOptimizationLevel: 'all', intraOpNumThreads: threads, interOpNumThreads: 1 });
+      const session = await ort.InferenceSession.create(path, { executionProviders: ['cpu'], graphOptimizationLevel: 'all', intraOpNumThreads: threads, interOpNumThreads: 1, extra: { session: { intra_op: { allow_spinning: '0' } } } });
       (evals[threads] ??= {})[name] = await perCall(ort, session, 4, 128, reps);
       await session.release();
     }
@@ -83,15 +83,17 @@ export async function peerSection({ work, smoke, log, model, outDir }) {
   result.evaluation = evals;
   log(`peer: one call of 4 x 128x128: ${JSON.stringify(evals)}`);
 
-  // 2. onnxruntime's session options on the int8 (else float) model, 2 threads: optimisation level, memory arena.
+  // 2. onnxruntime's session options on the int8 (else float) model, 2 threads: optimisation level, memory arena,
+  // spinning threads (the CLI: level all, arena on, no spinning).
   const options = {};
   const optModel = hasInt8 ? int8 : model;
+  const noSpin = { extra: { session: { intra_op: { allow_spinning: '0' } } } };
   for (const [name, o] of [
-    ['all (the CLI)', { graphOptimizationLevel: 'all' }],
-    ['extended', { graphOptimizationLevel: 'extended' }],
-    ['basic', { graphOptimizationLevel: 'basic' }],
-    ['all, no CPU memory arena', { graphOptimizationLevel: 'all', enableCpuMemArena: false }],
-    ['all, sequential, no spinning', { graphOptimizationLevel: 'all', executionMode: 'sequential', extra: { session: { intra_op: { allow_spinning: '0' } } } }],
+    ['all, no spinning (the CLI)', { graphOptimizationLevel: 'all', ...noSpin }],
+    ['all, spinning (onnxruntime\'s default)', { graphOptimizationLevel: 'all' }],
+    ['extended, no spinning', { graphOptimizationLevel: 'extended', ...noSpin }],
+    ['basic, no spinning', { graphOptimizationLevel: 'basic', ...noSpin }],
+    ['all, no spinning, no CPU memory arena', { graphOptimizationLevel: 'all', enableCpuMemArena: false, ...noSpin }],
   ]) {
     const session = await ort.InferenceSession.create(optModel, { executionProviders: ['cpu'], intraOpNumThreads: smoke ? 1 : 2, interOpNumThreads: 1, ...o });
     options[name] = await perCall(ort, session, 4, 128, reps);
@@ -111,7 +113,7 @@ export async function peerSection({ work, smoke, log, model, outDir }) {
     ...(hasInt8 ? [['cm int8', cm('int8')]] : []),
     ['UpscalerJS esrgan-slim', [process.execPath, join(ROOT, 'bench', 'upscalerjs.mjs'), 'slim', input, join(work, 'peer-slim.png')]],
     ['UpscalerJS esrgan-medium', [process.execPath, join(ROOT, 'bench', 'upscalerjs.mjs'), 'medium', input, join(work, 'peer-medium.png')]],
-    ...(hasInt8 && !smoke ? [['cm int8, --tile 256', cm('int8', ['--tile', '256'])], ['cm int8, --batch 1', cm('int8', ['--batch', '1'])]] : []),
+    ...(hasInt8 && !smoke ? [['cm int8, --tile 256', cm('int8', ['--tile', '256'])]] : []),
   ];
   const runs = Object.fromEntries(contenders.map(([n]) => [n, []]));
   const problems = {};

@@ -92,6 +92,9 @@ function createSession(ort: Ort, req: SessionRequest, device: Device): Promise<I
     intraOpNumThreads: req.threads,
     interOpNumThreads: 1,
     logSeverityLevel: severity(req),
+    // No busy-waiting between parallel sections: on a 2-core machine shared with other work (issue 19, bench:peer),
+    // spinning intra-op threads took 26-33% more wall time and 30-40% more CPU per call of 4 x 128x128 tiles.
+    ...(device === 'cpu' ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
   });
 }
 
