@@ -3,8 +3,7 @@
  * Denoiser interface. The session itself runs in an inference worker process (worker.ts, session.ts), or in this
  * process when `inline` is set (benchmarks). src/runtime is the only place that imports onnxruntime-node.
  */
-import { createHash } from 'node:crypto';
-import { closeSync, constants, existsSync, fstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { CmError, InputError, ModelError, UsageError } from '../errors.js';
 import type { Denoiser } from '../sampler/sample.js';
 import { Tensor } from '../tensor.js';
@@ -12,6 +11,9 @@ import { parseModelCard, type ModelCard } from './card.js';
 import { adapterDiagnostics, describeCheck, explainStartFailure, type Device, type DeviceChoice, type OutputCheck } from './device.js';
 import { OnnxParseError, readOnnxMetadata, type ByteReader } from './onnx-metadata.js';
 import { choosePrecision, int8CpuFlags, int8PathOf, type Int8Variant, type PrecisionChoice, type PrecisionDecision } from './precision.js';
+// (the int8 variant's lookup: its file beside the model, and the model's SHA-256)
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import type { SessionRequest, Skip, StartedSession } from './session.js';
 import { takeWorker } from './worker-process.js';
 import type { Shape, WireError, WorkerReply, WorkerRequest } from './worker-protocol.js';
