@@ -146,6 +146,12 @@ describe('fixtures (fixtures/make-int8.py)', () => {
     await expect(loadModel(await readModelFile(path), { device: 'cpu', threads: 1, inline: true, precision: 'int8' })).rejects.toThrow(UsageError);
   });
 
+  test('a variant given as the model itself runs as it is and says so', async () => {
+    const model = await loadModel(await readModelFile(fixture('int8/tiny-random-int8-ok.onnx')), { device: 'cpu', threads: 1, inline: true });
+    expect(model.precision).toMatchObject({ used: 'int8', reason: expect.stringContaining('itself is an int8 variant') });
+    await model.dispose();
+  });
+
   test('a variant made from another version of the model is not used', async () => {
     const path = pair('tiny-random-int8-ok.onnx');
     writeFileSync(path, withMetadata(readFileSync(path), { 'cm.note': 'retrained' }));

@@ -111,7 +111,11 @@ export async function readModelFile(path: string): Promise<ModelFile> {
 
 export async function loadModel(file: ModelFile, options: LoadOptions): Promise<LoadedModel> {
   const { path, card } = file;
-  const decision = await decidePrecision(path, options);
+  // A model file that is itself an int8 variant (--model default-int8) runs as it is, and says so.
+  const decision: PrecisionDecision =
+    card.metadata['cm.precision'] === 'int8'
+      ? { precision: 'float', reason: 'the model file itself is an int8 variant (cm.precision)' }
+      : await decidePrecision(path, options);
   const req: SessionRequest = {
     path,
     card: { channels: card.channels, resolution: card.resolution, numClasses: card.numClasses, grid: card.grid },
@@ -123,7 +127,7 @@ export async function loadModel(file: ModelFile, options: LoadOptions): Promise<
     cpuPath: decision.path,
   };
   const model = await (options.inline ? loadInline(file, req) : loadInWorker(file, req, options.debug ?? false));
-  const used: 'int8' | 'float' = model.device === 'cpu' && decision.precision === 'int8' ? 'int8' : 'float';
+  const used: 'int8' | 'float' = card.metadata['cm.precision'] === 'int8' || (model.device === 'cpu' && decision.precision === 'int8') ? 'int8' : 'float';
   const reason = model.device !== 'cpu' && decision.precision === 'int8' ? `float on ${model.device}` : decision.reason;
   return Object.assign(model, { precision: { used, reason } });
 }
