@@ -12,7 +12,7 @@
 // Per task and number of evaluations K (1, 2, 4): a coarse grid over the first grid index (the start level) and eta
 // with the warm start, then coordinate refinement (move one index by 1 or 2, eta by 0.25) while the objective
 // improves; then the best K = 1, 2, 4 plans once more with averaged samples, within --budget evaluations (K x samples,
-// default 4). Each task's "default" is its K with the best objective (the fewer evaluations on a tie).
+// default 4). Each task's "default" is its cheapest K within 0.05 dB of the best objective (colorize, stroke: the best).
 // --start refines from earlier choices (a later checkpoint of the same run) instead of the coarse grid; `--start model`
 // from the plans stored in the model itself (cm.task_plans). --rounds bounds the refinement rounds per K (default 3):
 // `--start model --rounds 1` is the bounded fast mode that training's promotion runs.
@@ -38,6 +38,7 @@ const dist = (p) => import(join(ROOT, 'dist', p));
 const { loadModel, readModelFile } = await dist('runtime/model.js');
 const { sample, perImageNoise } = await dist('sampler/sample.js');
 const { evenPlan, planFromTs, planFromLevel } = await dist('sampler/schedule.js');
+const { cheapestWithin, PLAN_MARGIN_DB } = await dist('sampler/plan-choice.js');
 const { inpaintOperator } = await dist('editing/inpaint.js');
 const { colorizeOperator, luminance } = await dist('editing/colorize.js');
 const { superresOperator, upsampleNearest } = await dist('editing/superres.js');
@@ -82,7 +83,8 @@ if (valPaths.length === 0) throw new Error(`no validation photos under ${TRAIN_D
 const file = await readModelFile(modelPath);
 const { grid, resolution: RES } = file.card;
 const earlier = flags.start === 'model' ? file.card.taskPlans : typeof flags.start === 'string' ? JSON.parse(readFileSync(flags.start, 'utf8')) : null;
-const model = await loadModel(file, { device: 'cpu', threads: Number(flags.threads ?? 2), inline: true });
+// The float model by default (plans are the model's, whatever the CPU); --precision int8 searches with its int8 variant.
+const model = await loadModel(file, { device: 'cpu', threads: Number(flags.threads ?? 2), inline: true, precision: flags.precision ?? 'float' });
 // The crops are of the model's size: one tile each, so the tiled denoiser only adds the views (as the CLI has them).
 const { tiledDenoiser } = await dist('sampler/tiles.js');
 const viewed = tiledDenoiser(model, { tile: RES, overlap: 0, batch: 64, small: RES });
@@ -338,10 +340,12 @@ for (const [task, byK] of Object.entries(taskPlans)) {
     byK[k].objective = win.total / vs.length;
   }
 }
-// The default of each task: its best entry by the objective (mean over the task's variants), the cheaper on a tie.
+// The default of each task: the cheapest entry (evaluations x samples) within 0.05 dB of the best by the objective (mean
+// over the task's variants; src/sampler/plan-choice.ts); colorize and stroke, whose objectives are no PSNR, take their
+// best (the cheaper on a tie). The PSNR against evaluations of every task is logged.
 for (const [task, byK] of Object.entries(taskPlans)) {
   const vs = variants.filter((v) => v.task === task);
-  let best = null;
+  const measured = [];
   for (const [k, entry] of Object.entries(byK)) {
     if (k === 'fast' || k === 'best') {
       delete entry.objective;
@@ -353,10 +357,11 @@ for (const [task, byK] of Object.entries(taskPlans)) {
       for (const v of vs) obj += objective(v, await score(v, { k: Number(k), ...entry, samples: entry.samples ?? 1 })) / vs.length;
     }
     delete entry.objective;
-    const cost = Number(k) * (entry.samples ?? 1);
-    if (!best || obj > best.obj + 1e-3 || (Math.abs(obj - best.obj) <= 1e-3 && cost < best.cost)) best = { k: Number(k), obj, cost };
+    measured.push({ k: Number(k), cost: Number(k) * (entry.samples ?? 1), objective: obj });
   }
-  byK.default = best.k;
+  const psnrTask = task !== 'colorize' && task !== 'stroke';
+  byK.default = cheapestWithin(measured, psnrTask ? PLAN_MARGIN_DB : 1e-3).k;
+  log(`${task}: objective against evaluations ${measured.sort((a, b) => a.cost - b.cost).map((m) => `${m.cost}: ${round(m.objective, 3)}`).join(', ')}; default K=${byK.default}`);
 }
 await model.dispose();
 mkdirSync(dirname(outPath), { recursive: true });

@@ -4,7 +4,7 @@
 //
 //   node bench/quality.mjs [--model PATH] [--out DIR] [--crops N] [--full-every K] [--no-full]
 //                          [--threads N] [--deadline HH:MM] [--python PATH] [--only superres,colorize,...]
-//                          [--compare OTHER/bin/cm.js [--compare-label NAME]] [--smoke]
+//                          [--compare OTHER/bin/cm.js [--compare-label NAME]] [--precisions] [--smoke]
 //   node bench/quality.mjs --rewrite [--out DIR]   (quality.md and RESULTS.md again from quality.json: no measuring)
 //
 // Main table: 64x64 crops (the model's size) of Kodak24, and of Set5 for super-resolution; cm with the model's own
@@ -64,7 +64,12 @@ const RES = card.resolution;
 // The cm runs of every variant: the model's own defaults for the task, --steps 1, and the paper's sampler with the
 // model's two-evaluation plan from sigma_max (start from the known data, fresh noise at each step).
 const paperTs = (card.plans['2'] ?? [0, Math.round(0.55 * (card.grid.size - 1)), card.grid.size - 1]).join(',');
-const CM_RUNS = [
+// --precisions: only the defaults (--precision auto: int8 on a CPU with VNNI or AMX) and the float model's, the
+// 0.05 dB check of the int8 variant.
+const CM_RUNS = flags.precisions === true ? [
+  { name: 'cm (defaults)', args: [] },
+  { name: 'cm (defaults), --precision float', args: ['--precision', 'float'] },
+] : [
   { name: 'cm (defaults)', args: [] },
   ...(compare ? [compare] : []),
   ...(smoke ? [] : [{ name: 'cm --steps 1', args: ['--steps', '1'] }]),

@@ -11,7 +11,11 @@
 //    evaluation; colorize of a 4000x3000 photo (peak RSS) and a 30x30 hole in it; seconds per megapixel per task.
 // 5. The inference worker's cost: ms per call and CLI wall time with the model in a worker process (the default) and in
 //    the CLI's own process (CM_INFERENCE=inline), same run, alternating.
-// Writes speed.json, speed.md and RESULTS.md into --out (default bench/results; with --smoke a temporary folder).
+// 6. The peer (issue 19, bench/lib/peer.mjs): x4 of a 256x256 photo crop by cm (float and int8) and by UpscalerJS
+//    (esrgan-slim, esrgan-medium on tfjs-wasm), alternating in one run; one model call float against int8; onnxruntime
+//    session options; tile size and batch. `--only peer` (npm run bench:peer) runs this section alone.
+// Writes speed.json, speed.md and RESULTS.md (and peer.json, peer.md) into --out (default bench/results; with --smoke a
+// temporary folder).
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -44,6 +48,12 @@ const log = (msg) => {
   process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(0)}s] ${msg}\n`);
 };
 process.env.ORT_DISABLE_TELEMETRY = '1';
+const { peerSection } = await import('./lib/peer.mjs');
+if (flags.only === 'peer') {
+  await peerSection({ work, smoke, log, model, outDir, peerRounds: flags['peer-rounds'] });
+  rmSync(work, { recursive: true, force: true });
+  process.exit(0);
+}
 
 // ---- 1. PyTorch eager, FLOPs, matmul throughput (first: it also writes the MatMul graph) -------------------------------------------------------------------------
 
@@ -312,6 +322,9 @@ for (const t of threadCounts) {
     };
   }
 }
+// ---- 6. The peer (issue 19) ----------------------------------------------------------------------------------------
+const peer = await peerSection({ work, smoke, log, model, outDir, peerRounds: flags['peer-rounds'] });
+
 const meta = {
   startedAt,
   seconds: round((performance.now() - started) / 1000, 1),
@@ -324,7 +337,7 @@ const meta = {
   machine: { ...machine(), loadavgAtStart: loadStart, load1DuringRun: loadSamples },
   onnxruntime: ort.env.versions?.common ?? 'unknown',
 };
-const result = { meta, ortMs, ortMatmulGflops, ortMatmulBySize, torch, derived, e2e, startup: { ...startupMedian, samples: startup }, fullres, perMP, worker, diffusion: DIFFUSION() };
+const result = { meta, ortMs, ortMatmulGflops, ortMatmulBySize, torch, derived, e2e, startup: { ...startupMedian, samples: startup }, fullres, perMP, worker, peer, diffusion: DIFFUSION() };
 writeFileSync(join(outDir, 'speed.json'), JSON.stringify(result, null, 1) + '\n');
 writeFileSync(join(outDir, 'speed.md'), markdown(result));
 assembleResults(outDir);

@@ -107,5 +107,7 @@ export function sessionOptions({ threads, provider = 'cpu' }) {
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
     logSeverityLevel: 3,
+    // As the CLI (src/runtime/session.ts): no spinning intra-op threads on the CPU.
+    ...(provider === 'cpu' ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
   };
 }

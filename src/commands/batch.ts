@@ -56,11 +56,15 @@ export class Batch {
         classLabel: args.class,
         debug: args.debug,
         inline: process.env.CM_INFERENCE === 'inline',
+        precision: args.precision,
       }),
       preloadImageCodec(),
     ]);
     this.device = model.device;
     this.signals?.onStop(() => model.abort(new Interrupted()));
+    const precision = { event: 'precision', precision: model.precision.used, reason: model.precision.reason };
+    if (args.debug) this.reporter.info(`precision ${model.precision.used} (${model.precision.reason})`, precision);
+    else this.reporter.event(precision);
     if (args.device === 'auto' || model.device !== 'cpu') {
       const notes = [...(model.check ? [describeCheck(model.device, model.check)] : []), ...model.skipped];
       const id = model.device === 'cuda' ? ` ${args.gpuId ?? 0}` : '';

@@ -11,6 +11,7 @@ import { FORMATS, type ImageFormat } from '../io/image.js';
 import { DEFAULT_MAX_PIXELS, MAX_PIXELS_CEILING } from '../io/read.js';
 import { DEVICES, readModelFile, type DeviceChoice, type ModelFile } from '../runtime/model.js';
 import { gpuIdProblem } from '../runtime/device.js';
+import { PRECISIONS, type PrecisionChoice } from '../runtime/precision.js';
 import { resolveModel } from '../runtime/registry.js';
 import { START_KINDS, type StartKind } from '../sampler/sample.js';
 import { checkKnobs, CPU_BATCH, GPU_BATCH, QUALITIES, type Quality } from '../pipeline/policy.js';
@@ -122,6 +123,8 @@ export interface CommonArgs {
   device: DeviceChoice;
   gpuId?: number;
   threads: number;
+  /** --precision: the CPU's float file, its int8 variant, or auto (runtime/precision.ts). */
+  precision?: PrecisionChoice;
   steps?: number;
   ts?: string;
   eta?: number;
@@ -156,6 +159,11 @@ export function withCommonOptions<T>(y: Argv<T>, defaultSteps: number): Argv<T &
     .option('device', { choices: DEVICES, default: 'auto' as DeviceChoice, describe: 'Execution provider (auto: cuda, then cpu; webgpu only when asked)' })
     .option('gpu-id', { type: 'number', requiresArg: true, describe: 'CUDA device number (default 0)' })
     .option('threads', { type: 'number', default: 0, describe: 'CPU threads for the model (0: onnxruntime default; at most 4 per core)' })
+    .option('precision', {
+      choices: PRECISIONS,
+      default: 'auto' as PrecisionChoice,
+      describe: "On the CPU: the model's int8 variant (NAME-int8.onnx beside it) or its float file; auto: int8 where the CPU has VNNI or AMX and the variant is within tolerance (--debug says which)",
+    })
     .option('steps', { type: 'number', describe: `Network evaluations: the model's plan for that count for this task (default: its task default with the most evaluations, else ${defaultSteps})` })
     .option('ts', { type: 'string', describe: 'Exact plan: grid indices, e.g. 0,22,39 (two evaluations)', requiresArg: true })
     .option('eta', {

@@ -10,6 +10,10 @@ import { Tensor } from '../tensor.js';
 import { parseModelCard, type ModelCard } from './card.js';
 import { adapterDiagnostics, describeCheck, explainStartFailure, type Device, type DeviceChoice, type OutputCheck } from './device.js';
 import { OnnxParseError, readOnnxMetadata, type ByteReader } from './onnx-metadata.js';
+import { choosePrecision, int8CpuFlags, int8PathOf, type Int8Variant, type PrecisionChoice, type PrecisionDecision } from './precision.js';
+// (the int8 variant's lookup: its file beside the model, and the model's SHA-256)
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import type { SessionRequest, Skip, StartedSession } from './session.js';
 import { takeWorker } from './worker-process.js';
 import type { Shape, WireError, WorkerReply, WorkerRequest } from './worker-protocol.js';
@@ -28,6 +32,8 @@ export interface LoadOptions {
   inline?: boolean;
   /** Copy the worker's stderr (onnxruntime's and the GPU drivers' own messages) to ours (--debug). */
   debug?: boolean;
+  /** On the CPU: the float file, its int8 variant beside it, or auto (precision.ts); default auto. */
+  precision?: PrecisionChoice;
 }
 
 export interface LoadedModel extends Denoiser {
@@ -38,6 +44,8 @@ export interface LoadedModel extends Denoiser {
   readonly skipped: string[];
   /** The check of a GPU's outputs against the CPU's at load (null on the CPU). */
   readonly check: OutputCheck | null;
+  /** The precision that runs (int8 only on the CPU) and why (for --debug). */
+  readonly precision: { used: 'int8' | 'float'; reason: string };
   /** Stop now: the call in progress, and any later one, rejects with `reason` (Ctrl-C). */
   abort(reason: Error): void;
   dispose(): Promise<void>;
@@ -103,6 +111,11 @@ export async function readModelFile(path: string): Promise<ModelFile> {
 
 export async function loadModel(file: ModelFile, options: LoadOptions): Promise<LoadedModel> {
   const { path, card } = file;
+  // A model file that is itself an int8 variant (--model default-int8) runs as it is, and says so.
+  const decision: PrecisionDecision =
+    card.metadata['cm.precision'] === 'int8'
+      ? { precision: 'float', reason: 'the model file itself is an int8 variant (cm.precision)' }
+      : await decidePrecision(path, options);
   const req: SessionRequest = {
     path,
     card: { channels: card.channels, resolution: card.resolution, numClasses: card.numClasses, grid: card.grid },
@@ -111,8 +124,47 @@ export async function loadModel(file: ModelFile, options: LoadOptions): Promise<
     threads: options.threads,
     classLabel: checkClass(card, options.classLabel, path),
     debug: options.debug,
+    cpuPath: decision.path,
   };
-  return options.inline ? loadInline(file, req) : loadInWorker(file, req, options.debug ?? false);
+  const model = await (options.inline ? loadInline(file, req) : loadInWorker(file, req, options.debug ?? false));
+  const used: 'int8' | 'float' = card.metadata['cm.precision'] === 'int8' || (model.device === 'cpu' && decision.precision === 'int8') ? 'int8' : 'float';
+  const reason = model.device !== 'cpu' && decision.precision === 'int8' ? `float on ${model.device}` : decision.reason;
+  return Object.assign(model, { precision: { used, reason } });
+}
+
+/** The int8 variant beside a model file, if any: its metadata, and whether it was made from this very file. */
+export async function findInt8Variant(path: string): Promise<Int8Variant | undefined> {
+  const variantPath = int8PathOf(path);
+  if (variantPath === path || !existsSync(variantPath)) return undefined;
+  const { metadata } = (await readModelFile(variantPath)).card;
+  const sha = createHash('sha256').update(readFileSync(path)).digest('hex');
+  let check: { max: number; mean: number } | undefined;
+  try {
+    const c = JSON.parse(metadata['cm.int8_check'] ?? 'null') as { max?: unknown; mean?: unknown } | null;
+    if (c && typeof c.max === 'number' && typeof c.mean === 'number') check = { max: c.max, mean: c.mean };
+  } catch {
+    check = undefined;
+  }
+  return { path: variantPath, precision: metadata['cm.precision'], matchesSource: metadata['cm.quantized_from'] === sha, check };
+}
+
+/** The CPU's int8 flags (precision.ts), from /proc/cpuinfo ([] where it cannot be read: not Linux). */
+export function cpuInt8Flags(): string[] {
+  try {
+    return int8CpuFlags(readFileSync('/proc/cpuinfo', 'utf8'));
+  } catch {
+    return [];
+  }
+}
+
+async function decidePrecision(path: string, options: LoadOptions): Promise<PrecisionDecision> {
+  const choice = options.precision ?? 'auto';
+  // A GPU asked for runs the float file; so does a model that is itself an int8 variant.
+  if (choice === 'float' || options.device === 'cuda' || options.device === 'webgpu') return { precision: 'float', reason: choice === 'float' ? '--precision float' : `float on ${options.device}` };
+  const variant = await findInt8Variant(path);
+  const decision = choosePrecision(choice, variant, cpuInt8Flags());
+  if (decision.error) throw new UsageError(`${path}: --precision int8: ${decision.error}`);
+  return decision;
 }
 
 /** The one-line reason a device was passed over, for the device line. */
@@ -132,7 +184,7 @@ function checkShapes(card: ModelCard, x: Tensor, sigma: Float32Array): void {
   if (x.c !== card.channels) throw new RangeError(`denoise: ${x.c} channels for a ${card.channels}-channel model`);
 }
 
-async function loadInline(file: ModelFile, req: SessionRequest): Promise<LoadedModel> {
+async function loadInline(file: ModelFile, req: SessionRequest): Promise<Omit<LoadedModel, 'precision'>> {
   const { openSession, DeviceUnavailable } = await import('./session.js');
   let session: StartedSession;
   try {
@@ -170,7 +222,7 @@ function fromWire(e: WireError): Error {
   return new Error(e.message);
 }
 
-async function loadInWorker(file: ModelFile, req: SessionRequest, debug: boolean): Promise<LoadedModel> {
+async function loadInWorker(file: ModelFile, req: SessionRequest, debug: boolean): Promise<Omit<LoadedModel, 'precision'>> {
   const { path } = file;
   const { child, tail, release } = takeWorker();
   if (debug) tail.echoToStderr();

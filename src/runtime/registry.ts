@@ -32,12 +32,15 @@ export function resolveModel(spec: string | undefined): string | undefined {
   return undefined;
 }
 
-/** Every installed model (name and path): the shipped ones in models/, and the test model when it is the default. */
+/**
+ * Every installed model (name and path): the shipped ones in models/, and the test model when it is the default. An
+ * int8 variant beside its float model (NAME-int8.onnx, runtime/precision.ts) is no model of its own: --precision picks it.
+ */
 export function installedModels(): { name: string; path: string }[] {
   const [shipped] = MODEL_DIRS;
   const out = existsSync(shipped)
     ? readdirSync(shipped)
-        .filter((f) => f.endsWith('.onnx'))
+        .filter((f) => f.endsWith('.onnx') && !(f.endsWith('-int8.onnx') && existsSync(join(shipped, f.replace(/-int8\.onnx$/, '.onnx')))))
         .sort()
         .map((f) => ({ name: basename(f, '.onnx'), path: join(shipped, f) }))
     : [];

@@ -32,6 +32,8 @@ export interface SessionRequest {
   classLabel?: number;
   /** Let onnxruntime log its warnings and errors (--debug); otherwise only cm's own one-line errors are said. */
   debug?: boolean;
+  /** The file the CPU runs instead of `path` (an int8 variant, precision.ts); GPUs and the GPU check run `path`. */
+  cpuPath?: string;
 }
 
 /** A device passed over: it could not start, or its outputs did not match the CPU's. */
@@ -84,12 +86,15 @@ export function cudaProviderInstalled(): boolean {
 
 function createSession(ort: Ort, req: SessionRequest, device: Device): Promise<InferenceSession> {
   // From the path, not bytes: onnxruntime then finds external weight files beside it (models over 2 GB).
-  return ort.InferenceSession.create(req.path, {
+  return ort.InferenceSession.create(device === 'cpu' && req.cpuPath ? req.cpuPath : req.path, {
     executionProviders: [providerOption(device, req.gpuId) as never],
     graphOptimizationLevel: 'all',
     intraOpNumThreads: req.threads,
     interOpNumThreads: 1,
     logSeverityLevel: severity(req),
+    // No busy-waiting between parallel sections: on a 2-core machine shared with other work (issue 19, bench:peer),
+    // spinning intra-op threads took 26-33% more wall time and 30-40% more CPU per call of 4 x 128x128 tiles.
+    ...(device === 'cpu' ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
   });
 }
 
@@ -154,7 +159,7 @@ async function checkAgainstCpu(ort: Ort, session: InferenceSession, req: Session
   const { sigmaMin, sigmaMax } = req.card.grid;
   const sigma = new Float32Array([Math.min(sigmaMax, Math.max(sigmaMin, 1))]);
   const onGpu = await runOnce(ort, session, req, device, x, shape, sigma);
-  const cpu = await createSession(ort, { ...req, gpuId: undefined }, 'cpu').catch((e: unknown) => {
+  const cpu = await createSession(ort, { ...req, gpuId: undefined, cpuPath: undefined }, 'cpu').catch((e: unknown) => {
     throw new ModelError(`${req.path}: cannot start the CPU session that checks ${device}'s outputs: ${firstLine(e)}`);
   });
   try {

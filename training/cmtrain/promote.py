@@ -17,7 +17,7 @@
 4. The candidate is better when its mean denoising PSNR over the four noise levels is at least 0.02 dB higher AND
    the mean PSNR of the CLI edits is no more than 0.02 dB lower (a better denoiser that edits worse is not
    shipped). Only then is models/default.onnx replaced, atomically (written beside it, synced, renamed over it), with
-   training/results/task_plans.json.
+   training/results/task_plans.json, and its int8 variant models/default-int8.onnx is made again (cmtrain.quantize).
 5. Either way a line is appended to training/results/history.csv (date, machine, steps, crops, hours, cumulative
    CPU-hours, every figure, the decision), and on promotion the model card's generated section (between the
    `history:begin` / `history:end` markers of models/README.md) is rewritten and the run's lineage records the new
@@ -125,6 +125,24 @@ def decide(old: dict, new: dict) -> tuple:
     if edits < -EDIT_MARGIN:
         return False, f"denoising {gain:+.3f} dB but CLI edits {edits:+.3f} dB (may lose at most {EDIT_MARGIN})"
     return True, f"denoising {gain:+.3f} dB, CLI edits {edits:+.3f} dB"
+
+
+def requantize(model: str) -> None:
+    """The int8 variant beside a promoted model made again (cmtrain.quantize): the old one was made from the old file,
+    so the CLI would no longer use it (cm.quantized_from). If quantizing fails, the stale variant is removed."""
+    variant = re.sub(r"\.onnx$", "", model) + "-int8.onnx"
+    if not os.path.exists(variant):
+        return
+    tmp = variant + ".tmp.onnx"
+    try:
+        subprocess.run([sys.executable, "-m", "cmtrain.quantize", model, tmp], cwd=os.path.join(ROOT, "training"),
+                       check=True, stdout=subprocess.DEVNULL)
+        os.replace(tmp, variant)
+    except (subprocess.CalledProcessError, OSError) as e:
+        print(f"{variant}: could not be made again ({e}); removed (the CLI runs the float model)", file=sys.stderr)
+        for f in (tmp, variant):
+            if os.path.exists(f):
+                os.remove(f)
 
 
 def read_history(path: str) -> list:
@@ -281,6 +299,7 @@ def main(argv=None):
             replace_atomically(a.model, lambda t: shutil.copyfile(cand, t))
             row["sha256"] = sha256(a.model)[:12]
             replace_atomically(a.task_plans, lambda t: open(t, "w").write(json.dumps(task_plans) + "\n"))
+            requantize(a.model)
         append_history(a.history, row)
         if ok:
             write_card(a.card, read_history(a.history))
