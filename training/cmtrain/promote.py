@@ -79,6 +79,12 @@ def next_name(name: str) -> str:
     return f"{m.group(1)}-{int(m.group(2)) + 1}" if m else f"{name}-2"
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def replace_atomically(dest: str, write) -> None:
     """write(tmp) fills a temporary file beside dest, which is synced and renamed over dest: a reader sees the old
     file or the new one, never a half-written one; on any failure the temporary file is removed and dest untouched."""
@@ -88,6 +94,9 @@ def replace_atomically(dest: str, write) -> None:
         write(tmp)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        # mkstemp makes the file private (0600): keep the mode of the file it replaces (else 0644 less the umask).
+        mode = os.stat(dest).st_mode & 0o777 if os.path.exists(dest) else 0o666 & ~current_umask()
+        os.chmod(tmp, mode)
         os.replace(tmp, dest)
     except BaseException:
         if os.path.exists(tmp):

@@ -29,8 +29,10 @@ def test_replace_atomically_leaves_the_old_file_when_writing_fails(tmp_path):
         promote.replace_atomically(str(dest), half_then_fail)
     assert dest.read_bytes() == b"the shipped model"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["default.onnx"]     # no temporary file left
+    os.chmod(dest, 0o644)
     promote.replace_atomically(str(dest), lambda tmp: open(tmp, "wb").write(b"new"))
     assert dest.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["default.onnx"]
+    assert os.stat(dest).st_mode & 0o777 == 0o644       # the replaced file's mode, not mkstemp's private 0600
 
 
 def test_the_rule():
