@@ -1,5 +1,5 @@
 import type { CommandModule } from 'yargs';
-import { inpaintOperator } from '../editing/inpaint.js';
+import { FILLS, inpaintOperator, TEXTURED, type Fill } from '../editing/inpaint.js';
 import { InputError } from '../errors.js';
 import { readMask, resizeTensor } from '../io/image.js';
 import { maskFor } from '../io/inputs.js';
@@ -12,6 +12,7 @@ interface InpaintArgs extends ImageArgs {
   mask: string;
   resizeMask: boolean;
   strategy: Strategy;
+  fill: Fill;
 }
 
 const STRATEGIES = ['auto', 'crop', 'tile', 'resize'] as const;
@@ -40,7 +41,7 @@ const task: ImageTask<InpaintArgs> = {
   name: 'inpaint',
   defaultSteps: 2,
   otherInputs: (args, items) => [...new Set(items.map((item) => maskFor(args.mask, item)).filter((m): m is string => m !== undefined))],
-  async prepare({ picture, item }, args, file, reporter) {
+  async prepare({ picture, item, seed }, args, file, reporter) {
     const maskPath = maskFor(args.mask, item);
     if (maskPath === undefined) throw new InputError(`${picture.label}: no mask named ${item.stem}.* in ${args.mask}`);
     const { label, mask: raw } = await readMask(maskPath, { maxPixels: args.maxPixels });
@@ -58,7 +59,7 @@ const task: ImageTask<InpaintArgs> = {
       width: picture.width,
       height: picture.height,
       alpha: picture.alpha,
-      operator: inpaintOperator(picture.rgb, mask),
+      operator: inpaintOperator(picture.rgb, mask, { fill: args.fill, seed }),
       ...inpaintLayout(args.strategy, mask, chooseTiling(args, file).tile),
     };
   },
@@ -81,6 +82,11 @@ export const inpaintCommand: CommandModule<object, InpaintArgs> = {
       withInputs(y)
         .option('mask', { type: 'string', demandOption: true, requiresArg: true, coerce: stdio, describe: 'Mask image (white = fill, black = keep), or a folder of masks named like the inputs' })
         .option('resize-mask', { type: 'boolean', default: false, describe: 'Resize a mask of another size instead of refusing it' })
+        .option('fill', {
+          choices: FILLS,
+          default: 'auto' as Fill,
+          describe: `What the model starts from and refines in each hole: patch = texture copied from the known pixels around the hole (PatchMatch completion), smooth = the harmonic fill (a smooth blend of the hole's border), auto = patch where the known pixels around a hole are textured (their mean squared difference to their 3x3 mean above ${TEXTURED}, values in [-1, 1]), smooth where they are not`,
+        })
         .option('strategy', {
           choices: STRATEGIES,
           default: 'auto' as Strategy,

@@ -46,6 +46,8 @@ export interface Edit {
 export interface EditInput {
   picture: Picture;
   item: InputItem;
+  /** The image's seed (--seed plus its position in the inputs). */
+  seed: number;
 }
 
 export interface ImageTask<A> {
@@ -220,7 +222,7 @@ export async function runImageTask<A extends ImageArgs>(args: A, task: ImageTask
         try {
           checkOutput(job.output, args.force, args.outDir !== undefined);
           const picture = await readPicture(job.item.path, { maxPixels: args.maxPixels, keepSource: args.keepMetadata, beforeDecode });
-          prepared = { job, picture, edit: await task.prepare({ picture, item: job.item }, args, file, reporter) };
+          prepared = { job, picture, edit: await task.prepare({ picture, item: job.item, seed: job.seed }, args, file, reporter) };
         } catch (e) {
           if (e instanceof Interrupted) throw e;
           await flush(); // the files before it are reported first: records come in the order of the inputs

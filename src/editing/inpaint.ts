@@ -1,16 +1,52 @@
 /**
  * Inpainting: A = identity, Omega = the mask. P(x) = keep * y + fill * x, exactly, per pixel. Its classical estimate
- * is the harmonic fill of the hole. Pure.
+ * fills the hole by the harmonic fill (smooth), by PatchMatch completion (patch: texture copied from the known part
+ * of a window around the hole, src/editing/patchmatch.ts), or by either per hole (auto: patches where the hole's
+ * surroundings are textured). Pure.
  */
 import { clamp, cropTensor, halveTensor, Tensor } from '../tensor.js';
 import { harmonicFill } from './harmonic.js';
 import { once, type Operator } from './operator.js';
+import { patchFill, surroundTexture } from './patchmatch.js';
+
+export const FILLS = ['auto', 'patch', 'smooth'] as const;
+export type Fill = (typeof FILLS)[number];
+
+/**
+ * auto: a hole gets patches when the known pixels around it (a band a quarter of its size, 4 to 16 pixels) differ
+ * from their 3 x 3 mean by more than this mean square (values in [-1, 1]; an RMS of about 2.9 levels of 255):
+ * chosen on training photos (bench/README.md, bench:inpaint), below it the harmonic fill.
+ */
+export const TEXTURED = 5e-4;
+
+export interface FillOptions {
+  fill: Fill;
+  /** The patch search's seed. */
+  seed: number;
+}
+
+/** The hole of y filled as `options` say (default: the harmonic fill); every other pixel exactly y's. */
+export function classicalFill(y: Tensor, fill: Tensor, options?: FillOptions): Tensor {
+  const smooth = harmonicFill(y, fill);
+  if (!options || options.fill === 'smooth') return smooth;
+  const use = options.fill === 'auto' ? (n: number, r: Parameters<typeof surroundTexture>[3]) => surroundTexture(y, fill, n, r) >= TEXTURED : undefined;
+  return patchFill(y, fill, options.seed, { base: smooth, use });
+}
 
 /**
  * @param y the reference [N,C,H,W]
  * @param fill the mask [N or 1,1,H,W]: 1 where the model generates, 0 where y is kept (values in between blend)
+ * @param options how the classical estimate fills the hole (default: the harmonic fill)
  */
-export function inpaintOperator(y: Tensor, fill: Tensor): Operator {
+export function inpaintOperator(y: Tensor, fill: Tensor, options?: FillOptions): Operator {
+  return withFillEstimate(y, fill, options, undefined);
+}
+
+/**
+ * The operator, its estimate either made from y (`given` undefined) or given (a coarser level's of a patch fill: the
+ * finer level's halved, so every level of coarse to fine carries one texture and the search runs once).
+ */
+function withFillEstimate(y: Tensor, fill: Tensor, options: FillOptions | undefined, given: (() => Tensor) | undefined): Operator {
   if (fill.c !== 1 || fill.h !== y.h || fill.w !== y.w || (fill.n !== 1 && fill.n !== y.n)) {
     throw new RangeError(`inpaint: mask [${fill.shape}] does not fit image [${y.shape}]`);
   }
@@ -22,10 +58,12 @@ export function inpaintOperator(y: Tensor, fill: Tensor): Operator {
   const yd = y.data;
   const start = y.map((v, i) => (1 - m(i)) * v);
   const project = (x: Tensor): Tensor => x.map((v, i) => (1 - m(i)) * yd[i] + m(i) * v);
+  const estimate = once(given ?? (() => classicalFill(y, fill, options)));
+  const textured = options !== undefined && options.fill !== 'smooth';
   // Pixels are independent: clamping the generated ones is the exact projection (y is in range already).
   return {
     start,
-    estimate: once(() => harmonicFill(y, fill)),
+    estimate,
     project,
     projectInRange: (x) => project(clamp(x)),
     generates(n, x0, y0, w, h) {
@@ -33,12 +71,14 @@ export function inpaintOperator(y: Tensor, fill: Tensor): Operator {
       for (let r = y0; r < y0 + h; r++) for (let u = x0; u < x0 + w; u++) if (fill.data[base + r * y.w + u] > 0) return true;
       return false;
     },
-    crop: (x0, y0, w, h) => inpaintOperator(cropTensor(y, x0, y0, w, h), cropTensor(fill, x0, y0, w, h)),
+    crop: (x0, y0, w, h) => inpaintOperator(cropTensor(y, x0, y0, w, h), cropTensor(fill, x0, y0, w, h), options),
     coarsen() {
       // A coarse pixel is known only where all of its pixels are (their mean); it is filled where any of them is.
       const keep = fill.map((v) => (v > 0 ? 0 : 1));
       const coarseKeep = halveTensor(keep);
-      return inpaintOperator(halveTensor(y, keep), coarseKeep.map((v) => (v < 1 ? 1 : 0)));
+      const coarseFill = coarseKeep.map((v) => (v < 1 ? 1 : 0));
+      // The patch fill's coarser levels are its own halving (its known cells are the coarse known data exactly).
+      return withFillEstimate(halveTensor(y, keep), coarseFill, options, textured ? once(() => halveTensor(estimate())) : undefined);
     },
   };
 }

@@ -54,9 +54,16 @@ export function patchFill(y: Tensor, fill: Tensor, seed: number, options: { base
   if (fill.c !== 1 || fill.h !== y.h || fill.w !== y.w || (fill.n !== 1 && fill.n !== y.n)) {
     throw new RangeError(`patchFill: mask [${fill.shape}] does not fit image [${y.shape}]`);
   }
-  const out = (options.base ?? y).clone();
   const plane = y.h * y.w;
   const C = y.c;
+  const out = y.clone();
+  const base = options.base;
+  if (base) {
+    for (let i = 0; i < out.data.length; i++) {
+      const n = fill.n === 1 ? 0 : Math.floor(i / y.imageSize);
+      if (fill.data[n * plane + (i % plane)] > 0) out.data[i] = base.data[i];
+    }
+  }
   for (let n = 0; n < y.n; n++) {
     const m = fill.n === 1 ? fill : fill.image(n);
     const windows = fillWindows(m);
