@@ -11,10 +11,16 @@
  *   neighbours shifted by one (propagation, scan order alternating) and random tries in shrinking radii around the
  *   best so far; the distance is the sum of squared differences over the target's pixels inside the window, the
  *   hole's pixels at their current values (so the known border pulls the fill into continuity);
- * - vote: every hole pixel becomes the weighted mean of what the sources of all targets covering it say it is,
- *   weights exp(-d / 2 s^2) with d a target's distance per value and s^2 the median d (Wexler's weights).
+ * - vote: every hole pixel takes what the most similar of the targets covering it says it is.
  * The nearest-neighbour field and the filled hole are carried to the next finer level (offsets doubled), which
- * starts searching from there. Known pixels are never changed. Deterministic for a given Rng. Pure.
+ * starts searching from there. With a base (the harmonic fill), the fill's shading is the base's: the fill plus the
+ * Gaussian blur (SHADING pixels) of base - fill, so colours meet the border smoothly while the detail stays the
+ * patches'. Known pixels are never changed. Deterministic for a given Rng. Pure.
+ *
+ * Measured on training crops (object64 and strokes holes, estimates alone, bench/fill-threshold.mjs): Wexler's
+ * weighted mean vote left the texture at 0.30 of the photo's (median), the best-patch vote at every round 0.65;
+ * the shading from the harmonic fill brings the fill from 1.80 dB under the harmonic fill's PSNR to 1.25 dB under
+ * (Gaussian of 4 pixels; of 6: 1.57 dB under) at the same texture.
  */
 import { Rng } from '../rng.js';
 import { Tensor, cropTensor } from '../tensor.js';
@@ -32,6 +38,8 @@ const COARSEST_HOLE = 2;
 const ROUNDS_COARSEST = 6;
 const ROUNDS = 3;
 const PASSES = 2;
+/** The fill's shading: the base (the harmonic fill) blurred by a Gaussian of this many pixels replaces the patches'. */
+export const SHADING = 4;
 
 /**
  * The windows patchFill works in, one per group of nearby holes of image 0 of fill (see holeWindows): each contains
@@ -46,7 +54,7 @@ export function fillWindows(fill: Tensor): Rect[] {
  * @param fill [N or 1,1,H,W]: the hole is where fill > 0
  * @param seed the random search's seed (window v of image n draws from stream n * 4096 + v)
  * @param use which windows to fill by patches (default all); the others' holes are left as they are in `base`
- * @param base what the holes hold where no patch fill is made (default y)
+ * @param base what the holes hold where no patch fill is made (default y), and the patch fill's shading (above)
  * @returns y with the holes filled; every other pixel exactly y's. A window with no whole known patch in it keeps
  *   base's values.
  */
@@ -83,6 +91,20 @@ export function patchFill(y: Tensor, fill: Tensor, seed: number, options: { base
       }
       const done = completeWindow(img, hole, r.w, r.h, C, new Rng(seed, n * 4096 + v));
       if (!done) continue;
+      if (base) {
+        // base - fill (0 outside the hole), blurred, added: the base's shading under the patches' detail.
+        const diff = new Float32Array(done.length);
+        for (let yy = 0; yy < r.h; yy++) {
+          for (let xx = 0; xx < r.w; xx++) {
+            const q = yy * r.w + xx;
+            if (!hole[q]) continue;
+            const p = (r.y + yy) * y.w + r.x + xx;
+            for (let c = 0; c < C; c++) diff[q * C + c] = base.data[(n * C + c) * plane + p] - done[q * C + c];
+          }
+        }
+        const smooth = gaussian(diff, r.w, r.h, C, SHADING);
+        for (let q = 0; q < hole.length; q++) if (hole[q]) for (let c = 0; c < C; c++) done[q * C + c] = Math.max(-1, Math.min(1, done[q * C + c] + smooth[q * C + c]));
+      }
       for (let yy = 0; yy < r.h; yy++) {
         for (let xx = 0; xx < r.w; xx++) {
           const q = yy * r.w + xx;
@@ -142,6 +164,36 @@ export function surroundTexture(y: Tensor, fill: Tensor, n: number, r: Rect): nu
     }
   }
   return count ? s / count : 0;
+}
+
+/** A Gaussian blur (standard deviation s, cut at 3 s) of interleaved pixels, zero outside the w x h plane. */
+function gaussian(src: Float32Array, w: number, h: number, C: number, s: number): Float32Array {
+  const r = Math.ceil(3 * s);
+  const k = new Float64Array(2 * r + 1);
+  let sum = 0;
+  for (let i = -r; i <= r; i++) sum += k[i + r] = Math.exp(-(i * i) / (2 * s * s));
+  for (let i = 0; i < k.length; i++) k[i] /= sum;
+  const tmp = new Float32Array(src.length);
+  const out = new Float32Array(src.length);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      for (let c = 0; c < C; c++) {
+        let a = 0;
+        for (let i = Math.max(-r, -x); i <= Math.min(r, w - 1 - x); i++) a += k[i + r] * src[(y * w + x + i) * C + c];
+        tmp[(y * w + x) * C + c] = a;
+      }
+    }
+  }
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      for (let c = 0; c < C; c++) {
+        let a = 0;
+        for (let i = Math.max(-r, -y); i <= Math.min(r, h - 1 - y); i++) a += k[i + r] * tmp[((y + i) * w + x) * C + c];
+        out[(y * w + x) * C + c] = a;
+      }
+    }
+  }
+  return out;
 }
 
 /** 1 where a pixel lies within Chebyshev distance k of a set pixel (a box dilation, by running sums). */
@@ -405,43 +457,30 @@ function search(l: Level, C: number, targets: Uint8Array, sources: Uint8Array, n
   }
 }
 
-/** Every hole pixel: the weighted mean of what the sources of the targets covering it say. */
+/**
+ * Every hole pixel: what the most similar of the targets covering it (the smallest distance per value; the first in
+ * scan order on a tie) says it is. The texture is copied, not averaged into a blur.
+ */
 function vote(l: Level, C: number, targets: Uint8Array, nnf: Int32Array, dist: Float64Array): void {
   const { w, h, img, hole } = l;
   const r = PATCH >> 1;
-  // Per-value distances, their median the weights' scale.
-  const per: number[] = [];
-  const norm = new Float64Array(w * h);
-  for (let q = 0; q < w * h; q++) {
-    if (!targets[q]) continue;
-    const x = q % w;
-    const y = (q - x) / w;
-    const n = (Math.min(r, w - 1 - x) + Math.min(r, x) + 1) * (Math.min(r, h - 1 - y) + Math.min(r, y) + 1) * C;
-    norm[q] = dist[q] / n;
-    per.push(norm[q]);
-  }
-  per.sort((a, b) => a - b);
-  const s2 = Math.max(1e-8, per[per.length >> 1] ?? 0);
-  const acc = new Float64Array(w * h * C);
-  const wsum = new Float64Array(w * h);
+  const bestD = new Float64Array(w * h).fill(Infinity);
+  const pick = new Float32Array(w * h * C);
   for (let t = 0; t < w * h; t++) {
     if (!targets[t]) continue;
     const s = nnf[t];
-    const wt = Math.exp(-norm[t] / (2 * s2));
     const tx = t % w;
     const ty = (t - tx) / w;
+    const d = dist[t] / ((Math.min(r, w - 1 - tx) + Math.min(r, tx) + 1) * (Math.min(r, h - 1 - ty) + Math.min(r, ty) + 1) * C);
     for (let dy = Math.max(-r, -ty); dy <= Math.min(r, h - 1 - ty); dy++) {
       for (let dx = Math.max(-r, -tx); dx <= Math.min(r, w - 1 - tx); dx++) {
         const p = t + dy * w + dx;
-        if (!hole[p]) continue;
+        if (!hole[p] || !(d < bestD[p])) continue;
+        bestD[p] = d;
         const src = (s + dy * w + dx) * C;
-        wsum[p] += wt;
-        for (let c = 0; c < C; c++) acc[p * C + c] += wt * img[src + c];
+        for (let c = 0; c < C; c++) pick[p * C + c] = img[src + c];
       }
     }
   }
-  for (let p = 0; p < w * h; p++) {
-    if (!hole[p] || !(wsum[p] > 0)) continue;
-    for (let c = 0; c < C; c++) img[p * C + c] = acc[p * C + c] / wsum[p];
-  }
+  for (let p = 0; p < w * h; p++) if (hole[p] && bestD[p] < Infinity) for (let c = 0; c < C; c++) img[p * C + c] = pick[p * C + c];
 }
