@@ -66,17 +66,20 @@ export function patchFill(y: Tensor, fill: Tensor, seed: number, options: { base
   const C = y.c;
   const out = y.clone();
   const base = options.base;
-  if (base) {
-    for (let i = 0; i < out.data.length; i++) {
-      const n = fill.n === 1 ? 0 : Math.floor(i / y.imageSize);
-      if (fill.data[n * plane + (i % plane)] > 0) out.data[i] = base.data[i];
-    }
-  }
   for (let n = 0; n < y.n; n++) {
     const m = fill.n === 1 ? fill : fill.image(n);
     const windows = fillWindows(m);
     for (let v = 0; v < windows.length; v++) {
       const r = windows[v];
+      if (base) {
+        // Every hole of the image lies in one window: its pixels start as the base's.
+        for (let yy = r.y; yy < r.y + r.h; yy++) {
+          for (let xx = r.x; xx < r.x + r.w; xx++) {
+            const p = yy * y.w + xx;
+            if (m.data[p] > 0) for (let c = 0; c < C; c++) out.data[(n * C + c) * plane + p] = base.data[(n * C + c) * plane + p];
+          }
+        }
+      }
       if (options.use && !options.use(n, r)) continue;
       // The window as interleaved pixels (C values each) and its hole.
       const img = new Float32Array(r.w * r.h * C);
@@ -102,8 +105,18 @@ export function patchFill(y: Tensor, fill: Tensor, seed: number, options: { base
             for (let c = 0; c < C; c++) diff[q * C + c] = base.data[(n * C + c) * plane + p] - done[q * C + c];
           }
         }
-        const smooth = gaussian(diff, r.w, r.h, C, SHADING);
-        for (let q = 0; q < hole.length; q++) if (hole[q]) for (let c = 0; c < C; c++) done[q * C + c] = Math.max(-1, Math.min(1, done[q * C + c] + smooth[q * C + c]));
+        // Only the hole's box and 3 SHADING around it hold a non-zero blur that matters.
+        const b = boxOf(hole, r.w, r.h, Math.ceil(3 * SHADING));
+        const sub = new Float32Array(b.w * b.h * C);
+        for (let yy = 0; yy < b.h; yy++) sub.set(diff.subarray(((b.y + yy) * r.w + b.x) * C, ((b.y + yy) * r.w + b.x + b.w) * C), yy * b.w * C);
+        const smooth = gaussian(sub, b.w, b.h, C, SHADING);
+        for (let yy = 0; yy < b.h; yy++) {
+          for (let xx = 0; xx < b.w; xx++) {
+            const q = (b.y + yy) * r.w + b.x + xx;
+            if (!hole[q]) continue;
+            for (let c = 0; c < C; c++) done[q * C + c] = Math.max(-1, Math.min(1, done[q * C + c] + smooth[(yy * b.w + xx) * C + c]));
+          }
+        }
       }
       for (let yy = 0; yy < r.h; yy++) {
         for (let xx = 0; xx < r.w; xx++) {
@@ -164,6 +177,29 @@ export function surroundTexture(y: Tensor, fill: Tensor, n: number, r: Rect): nu
     }
   }
   return count ? s / count : 0;
+}
+
+/** The bounding box of the set pixels, `margin` wider on every side where the plane allows. */
+function boxOf(set: Uint8Array, w: number, h: number, margin: number): Rect {
+  let x0 = w;
+  let x1 = -1;
+  let y0 = h;
+  let y1 = -1;
+  for (let q = 0; q < set.length; q++) {
+    if (!set[q]) continue;
+    const x = q % w;
+    const y = (q - x) / w;
+    x0 = Math.min(x0, x);
+    x1 = Math.max(x1, x);
+    y0 = Math.min(y0, y);
+    y1 = Math.max(y1, y);
+  }
+  if (x1 < 0) return { x: 0, y: 0, w: 0, h: 0 };
+  x0 = Math.max(0, x0 - margin);
+  y0 = Math.max(0, y0 - margin);
+  x1 = Math.min(w - 1, x1 + margin);
+  y1 = Math.min(h - 1, y1 + margin);
+  return { x: x0, y: y0, w: x1 - x0 + 1, h: y1 - y0 + 1 };
 }
 
 /** A Gaussian blur (standard deviation s, cut at 3 s) of interleaved pixels, zero outside the w x h plane. */
