@@ -8,11 +8,11 @@
 // 1.5 dB under the harmonic fill. Writes bench/results/inpaint.{md,json} and contact sheets at 100%
 // (bench/results/inpaint-*.png, git-ignored: they show evaluation photos).
 //
-//   node bench/inpaint.mjs [--model PATH] [--set eval|train] [--crop 256] [--full-every 4] [--no-full]
+//   node bench/inpaint.mjs [--model PATH] [--set eval|train] [--crop 256] [--full-every 6] [--no-full]
 //                          [--families box,strokes,object64,object100] [--fills smooth,patch,auto] [--cm-args "..."]
 //                          [--threads 1] [--python /usr/bin/python3] [--out DIR] [--smoke]
 // --set train measures training photos instead (for choosing defaults: never tune on the evaluation photos).
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,7 +28,7 @@ const smoke = flags.smoke === true;
 const model = await chooseModel(flags.model);
 const set = flags.set ?? 'eval';
 const cropSize = Number(flags.crop ?? 256);
-const fullEvery = flags['no-full'] ? 0 : Number(flags['full-every'] ?? (smoke ? 0 : 4));
+const fullEvery = flags['no-full'] ? 0 : Number(flags['full-every'] ?? (smoke ? 0 : 6));
 const families = String(flags.families ?? HOLE_FAMILIES.join(',')).split(',');
 const fills = String(flags.fills ?? 'smooth,patch,auto').split(',');
 const cmArgs = typeof flags['cm-args'] === 'string' ? flags['cm-args'].split(' ').filter(Boolean) : [];
@@ -87,6 +87,18 @@ const toI = (t) => {
 };
 const metrics = (img, gt, mask) => ({ psnr: psnr(img, gt, mask), texture: hfEnergyIn(img, mask) / Math.max(1e-9, hfEnergyIn(gt, mask)) });
 
+function runPython(args) {
+  return new Promise((resolve) => {
+    const child = spawn(python, args);
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', (e) => resolve({ status: -1, stdout: '', stderr: String(e) }));
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
 // ---- one group x family: inputs, baselines, cm runs -----------------------------------------------------------------
 const rows = [];
 const sheets = [];
@@ -115,14 +127,9 @@ for (const g of groups) {
     const add = (method, it, img) => (it.outs[method] = { img, ...metrics(img, it.gt, it.mask) });
     // the harmonic fill (cm's classical smooth estimate), in this process
     for (const it of items) add('harmonic fill', it, toI(classicalFill(toT(it.input), new Tensor(1, 1, it.gt.h, it.gt.w, Float32Array.from(it.mask)))));
-    // OpenCV
+    // OpenCV, in a process of its own while cm runs (the machine's cores are shared)
     const base = join(dir, 'baselines');
-    const py = spawnSync(python, [join(ROOT, 'bench', 'baselines.py'), 'inpaint', '--xphoto', inDir, maskDir, base], { encoding: 'utf8' });
-    let pyMethods = [];
-    if (py.status === 0) {
-      pyMethods = Object.keys(JSON.parse(py.stdout.trim().split('\n').pop()).written);
-      for (const m of pyMethods) for (const it of items) add(m, it, await load(join(base, m, `${it.stem}.png`)));
-    } else log(`baselines: ${py.stdout.trim() || py.stderr.trim().split('\n').pop()} (skipped)`);
+    const pyRun = runPython([join(ROOT, 'bench', 'baselines.py'), 'inpaint', '--xphoto', inDir, maskDir, base]);
     // cm, one run per --fill
     const timing = {};
     for (const f of fills) {
@@ -133,6 +140,12 @@ for (const g of groups) {
       timing[name] = round(run.seconds / items.length, 2);
       for (const it of items) add(name, it, await load(join(out, `${it.stem}.png`)));
     }
+    const py = await pyRun;
+    let pyMethods = [];
+    if (py.status === 0) {
+      pyMethods = Object.keys(JSON.parse(py.stdout.trim().split('\n').pop()).written);
+      for (const m of pyMethods) for (const it of items) add(m, it, await load(join(base, m, `${it.stem}.png`)));
+    } else log(`baselines: ${py.stdout.trim() || py.stderr.trim().split('\n').pop()} (skipped)`);
     const methods = ['harmonic fill', ...pyMethods, ...fills.map((f) => `cm --fill ${f}`)];
     const row = { group: g.label, family: fam, holes: items.length, methods: {}, secondsPerImage: timing };
     for (const m of methods) {
