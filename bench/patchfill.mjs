@@ -5,7 +5,8 @@
 // process, and the CLI's wall time with --fill patch against --fill smooth (the harmonic fill), the same model calls.
 // Target (issue 17): at most 2 s for the patch fill on top of the model's calls. Medians of --repeat runs.
 //
-//   node bench/patchfill.mjs [--repeat 3] [--photo PATH] [--model PATH] [--no-cli] [--out bench/results/patchfill.md]
+//   node bench/patchfill.mjs [--repeat 3] [--photo PATH] [--model PATH] [--no-cli] [--out bench/results/patchfill.md] [--smoke]
+// --smoke: three small holes, a 400x300 image instead of 12 MP, no CLI, one run each (for a test).
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -15,8 +16,9 @@ import { chooseModel, codeVersion, machine, parseFlags, records, RESULTS, ROOT, 
 import { median } from './lib/metrics.mjs';
 
 const flags = parseFlags(process.argv.slice(2));
-const repeat = Number(flags.repeat ?? 3);
-const outPath = flags.out ?? join(RESULTS, 'patchfill.md');
+const smoke = flags.smoke === true;
+const repeat = Number(flags.repeat ?? (smoke ? 1 : 3));
+const outPath = flags.out ?? join(smoke ? join(tmpdir(), 'cm-bench-smoke') : RESULTS, 'patchfill.md');
 const TRAIN_DIR = process.env.CM_TRAIN_DIR ?? join(ROOT, '..', 'shared', 'data', 'train');
 const photo = flags.photo ?? join(TRAIN_DIR, 'unsplash', readdirSync(join(TRAIN_DIR, 'unsplash')).filter((f) => /\.jpe?g$/i.test(f)).sort()[0]);
 const dist = (p) => import(join(ROOT, 'dist', p));
@@ -51,7 +53,7 @@ const timed = (f) => {
 
 // ---- run time against the hole's area ---------------------------------------------------------------------------
 const img = await tensorOf(photo, 1024, 1024);
-const sides = [16, 24, 32, 48, 64, 96, 128, 160];
+const sides = smoke ? [16, 32, 48] : [16, 24, 32, 48, 64, 96, 128, 160];
 const growth = [];
 for (const s of sides) {
   const fill = square(1024, 1024, s);
@@ -69,12 +71,12 @@ const a = my - b * mx;
 const r2 = 1 - growth.reduce((s, g) => s + (g.ms - (a + b * g.area)) ** 2, 0) / growth.reduce((s, g) => s + (g.ms - my) ** 2, 0);
 
 // ---- a 100x100 hole in a 12 MP photo ----------------------------------------------------------------------------
-const W = 4000;
-const H = 3000;
+const W = smoke ? 400 : 4000;
+const H = smoke ? 300 : 3000;
 const big = await tensorOf(photo, W, H);
 const holes = [
-  ['one 100x100 hole', [square(W, H, 100, 1300, 1100)]],
-  ['three 100x100 holes', [square(W, H, 100, 600, 700), square(W, H, 100, 2100, 1500), square(W, H, 100, 3500, 2600)]],
+  ['one 100x100 hole', [square(W, H, 100, 0.325 * W, 0.367 * H)]],
+  ['three 100x100 holes', [square(W, H, 100, 0.15 * W, 0.233 * H), square(W, H, 100, 0.525 * W, 0.5 * H), square(W, H, 100, 0.875 * W, 0.867 * H)]],
 ];
 const twelve = [];
 for (const [label, parts] of holes) {
@@ -88,7 +90,7 @@ for (const [label, parts] of holes) {
 
 // ---- the CLI on the 12 MP photo: --fill patch against --fill smooth -----------------------------------------------
 let cli = null;
-if (!flags['no-cli']) {
+if (!flags['no-cli'] && !smoke) {
   const model = await chooseModel(flags.model);
   const work = mkdtempSync(join(tmpdir(), 'cm-bench-patchfill-'));
   const bytes = Buffer.alloc(W * H * 3);
@@ -117,7 +119,7 @@ let md = `## The patch fill's cost (bench:patchfill)\n\n${meta.date}; ${meta.mac
 md += `Square holes in the photo at 1024x1024, patchFill alone (the window around the hole, the search, the shading):\n\n| hole | pixels | ms | us per hole pixel |\n|---|---|---|---|\n`;
 for (const g of growth) md += `| ${g.side}x${g.side} | ${g.area} | ${g.ms} | ${g.usPerPixel} |\n`;
 md += `\nA line ms = ${round(a, 1)} + ${round(b * 1000, 2)} x (hole pixels / 1000) fits with R^2 = ${round(r2, 3)}.\n\n`;
-md += `The photo enlarged to ${W}x${H} (12 MP), in this process:\n\n| holes | harmonic fill (ms) | patch fill on top (ms) |\n|---|---|---|\n`;
+md += `The photo enlarged to ${W}x${H} (${round((W * H) / 1e6, 1)} MP), in this process:\n\n| holes | harmonic fill (ms) | patch fill on top (ms) |\n|---|---|---|\n`;
 for (const t of twelve) md += `| ${t.label} | ${t.harmonicMs} | ${t.patchMs} |\n`;
 if (cli) md += `\nThe CLI on that 12 MP photo with one 100x100 hole (decode, crop window, model, encode; --threads 1): --fill smooth ${cli.smooth} s, --fill patch ${cli.patch} s (the patch fill adds ${round(cli.patch - cli.smooth, 2)} s).\n`;
 mkdirSync(dirname(outPath), { recursive: true });
