@@ -133,7 +133,7 @@ describe('the inpaint operator with --fill', () => {
     for (const f of ['patch', 'auto'] as const) knownExact(inpaintOperator(y, fill, { fill: f, seed: 3 }).estimate(), y, fill);
     const flat = new Tensor(1, 3, 61, 53).map((_, i) => 0.2 + 0.001 * (i % 53));
     const smooth = classicalFill(flat, fill);
-    expect(maxAbsDiff(inpaintOperator(flat, fill, { fill: 'auto', seed: 3 }).estimate(), smooth)).toBe(0);
+    expect(maxAbsDiff(inpaintOperator(flat, fill, { fill: 'auto', seed: 3 }).estimate(), smooth)).toBeLessThan(1e-5); // solved per window
     expect(maxAbsDiff(inpaintOperator(y, fill, { fill: 'auto', seed: 3 }).estimate(), inpaintOperator(y, fill, { fill: 'patch', seed: 3 }).estimate())).toBe(0);
   });
 

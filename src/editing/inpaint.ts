@@ -7,7 +7,7 @@
 import { clamp, cropTensor, halveTensor, Tensor } from '../tensor.js';
 import { harmonicFill } from './harmonic.js';
 import { once, type Operator } from './operator.js';
-import { patchFill, surroundTexture } from './patchmatch.js';
+import { fillWindows, patchFill, surroundTexture } from './patchmatch.js';
 
 export const FILLS = ['auto', 'patch', 'smooth'] as const;
 export type Fill = (typeof FILLS)[number];
@@ -27,10 +27,36 @@ export interface FillOptions {
 
 /** The hole of y filled as `options` say (default: the harmonic fill); every other pixel exactly y's. */
 export function classicalFill(y: Tensor, fill: Tensor, options?: FillOptions): Tensor {
-  const smooth = harmonicFill(y, fill);
-  if (!options || options.fill === 'smooth') return smooth;
+  if (!options || options.fill === 'smooth') return harmonicFill(y, fill);
+  const smooth = harmonicInWindows(y, fill);
   const use = options.fill === 'auto' ? (n: number, r: Parameters<typeof surroundTexture>[3]) => surroundTexture(y, fill, n, r) >= TEXTURED : undefined;
   return patchFill(y, fill, options.seed, { base: smooth, use });
+}
+
+/**
+ * The harmonic fill solved in each patch-fill window on its own (each contains its holes and the known pixels around
+ * them, which are all a hole's harmonic fill depends on): the same fill, but holes far apart in a big photo are not
+ * solved over the box spanning all of them (three 100x100 holes across a 12 MP photo: 41 s as one box).
+ */
+function harmonicInWindows(y: Tensor, fill: Tensor): Tensor {
+  const out = y.clone();
+  const plane = y.w * y.h;
+  for (let n = 0; n < y.n; n++) {
+    const m = fill.n === 1 ? fill : fill.image(n);
+    const yn = y.n === 1 ? y : y.image(n);
+    for (const r of fillWindows(m)) {
+      const part = harmonicFill(cropTensor(yn, r.x, r.y, r.w, r.h), cropTensor(m, r.x, r.y, r.w, r.h));
+      for (let c = 0; c < y.c; c++) {
+        for (let yy = 0; yy < r.h; yy++) {
+          for (let xx = 0; xx < r.w; xx++) {
+            const p = (r.y + yy) * y.w + r.x + xx;
+            if (m.data[p] > 0) out.data[(n * y.c + c) * plane + p] = part.data[(c * r.h + yy) * r.w + xx];
+          }
+        }
+      }
+    }
+  }
+  return out;
 }
 
 /**
