@@ -30,7 +30,7 @@ const model = await chooseModel(flags.model);
 const set = flags.set ?? 'eval';
 const cropSize = Number(flags.crop ?? 256);
 const fullEvery = flags['no-full'] ? 0 : Number(flags['full-every'] ?? (smoke ? 0 : 6));
-const families = String(flags.families ?? (smoke ? 'object64' : HOLE_FAMILIES.join(','))).split(',');
+const families = String(flags.families ?? (smoke ? 'object64' : 'object64,object100,box,strokes')).split(',');
 const fills = String(flags.fills ?? 'smooth,patch,auto').split(',');
 const cmArgs = typeof flags['cm-args'] === 'string' ? flags['cm-args'].split(' ').filter(Boolean) : [];
 const threads = String(flags.threads ?? 1);
@@ -155,6 +155,7 @@ for (const g of groups) {
       row.methods[m] = { psnr: round(mean(ps)), textureMean: round(mean(ts), 3), textureMedian: round(median(ts), 3) };
     }
     rows.push(row);
+    await writeReport(false);
     log(`${g.label} ${fam}: ${methods.map((m) => `${m} ${row.methods[m].psnr} dB / ${row.methods[m].textureMedian}`).join('; ')}`);
     // Contact sheets at 100%: the first two holes of each crop group, a window around the hole for whole photos.
     if (sheets.length < 16) for (const it of items.slice(0, g.crop ? 2 : 1)) sheets.push({ label: `${g.label} ${fam} ${it.stem}`, it, methods, crop: !g.crop });
@@ -197,39 +198,45 @@ async function sheet(entries, path) {
   });
   await savePng(out, path);
 }
-const sheetPaths = [];
-for (let k = 0; k * 8 < sheets.length; k++) {
-  const path = join(outDir, `inpaint-${set}-${k + 1}.png`);
-  await sheet(sheets.slice(8 * k, 8 * k + 8), path);
-  sheetPaths.push(path);
-}
+await writeReport(true);
 
-// ---- report ---------------------------------------------------------------------------------------------------------
-const meta = { date: new Date().toISOString(), model, set, cropSize, fullEvery, families, fills, cmArgs, threads, machine: machine(), code: codeVersion(), seconds: round((performance.now() - started) / 1000, 0) };
-const ok = (m, h) => m.textureMedian >= 0.5 && m.textureMedian <= 1.5 && m.psnr >= h.psnr - 1.5;
-let md = `## Inpainting with texture (bench:inpaint)\n\n${meta.date}, model ${model}, ${set === 'train' ? 'TRAINING photos' : 'Kodak24 and Set5'}; ` +
-  `${meta.machine.cpu}, ${meta.machine.cores} cores (load ${meta.machine.loadavg.join(' ')}), code ${meta.code.commit}` +
-  `${meta.code.srcChanged.length ? ` + changes in ${meta.code.srcChanged.join(', ')}` : ''}${cmArgs.length ? `, cm ${cmArgs.join(' ')}` : ''}.\n\n` +
-  `Crops ${cropSize}x${cropSize} (one per photo)${fullEvery ? `; whole photos: every ${fullEvery}th Kodak24 photo and all of Set5` : ''}. ` +
-  `Holes: box (the centred half-width, half-height box), strokes (5 brush polylines), object64 / object100 (a blob of about 64x64 / 100x100). ` +
-  `Each cell: PSNR inside the hole (dB, mean) / texture inside the hole relative to the photo's (median over holes; mean in the JSON). ` +
-  `Targets: texture 0.5 to 1.5, PSNR at most 1.5 dB under the harmonic fill (met: yes/no after cm's cells).\n\n`;
-const methodNames = [...new Set(rows.flatMap((r) => Object.keys(r.methods)))];
-md += `| holes | ${methodNames.join(' | ')} |\n|${'---|'.repeat(methodNames.length + 1)}\n`;
-for (const r of rows) {
-  const h = r.methods['harmonic fill'];
-  const cells = methodNames.map((m) => {
-    const v = r.methods[m];
-    if (!v) return '';
-    const mark = m.startsWith('cm') && m !== 'cm --fill smooth' ? (ok(v, h) ? ' yes' : ' no') : '';
-    return `${v.psnr} / ${v.textureMedian}${mark}`;
-  });
-  md += `| ${r.group}, ${r.family} (${r.holes}) | ${cells.join(' | ')} |\n`;
+
+// ---- report (rewritten after every row, so an interrupted run leaves what it measured) ---------------------------
+async function writeReport(final) {
+  const sheetPaths = [];
+  for (let k = 0; k * 8 < sheets.length; k++) {
+    const path = join(outDir, `inpaint-${set}-${k + 1}.png`);
+    await sheet(sheets.slice(8 * k, 8 * k + 8), path);
+    sheetPaths.push(path);
+  }
+
+  // ---- report ---------------------------------------------------------------------------------------------------------
+  const meta = { date: new Date().toISOString(), model, set, cropSize, fullEvery, families, fills, cmArgs, threads, machine: machine(), code: codeVersion(), seconds: round((performance.now() - started) / 1000, 0) };
+  const ok = (m, h) => m.textureMedian >= 0.5 && m.textureMedian <= 1.5 && m.psnr >= h.psnr - 1.5;
+  let md = `## Inpainting with texture (bench:inpaint)\n\n${meta.date}, model ${model}, ${set === 'train' ? 'TRAINING photos' : 'Kodak24 and Set5'}; ` +
+    `${meta.machine.cpu}, ${meta.machine.cores} cores (load ${meta.machine.loadavg.join(' ')}), code ${meta.code.commit}` +
+    `${meta.code.srcChanged.length ? ` + changes in ${meta.code.srcChanged.join(', ')}` : ''}${cmArgs.length ? `, cm ${cmArgs.join(' ')}` : ''}.\n\n` +
+    `Crops ${cropSize}x${cropSize} (one per photo)${fullEvery ? `; whole photos: every ${fullEvery}th Kodak24 photo and all of Set5` : ''}. ` +
+    `Holes: box (the centred half-width, half-height box), strokes (5 brush polylines), object64 / object100 (a blob of about 64x64 / 100x100). ` +
+    `Each cell: PSNR inside the hole (dB, mean) / texture inside the hole relative to the photo's (median over holes; mean in the JSON). ` +
+    `Targets: texture 0.5 to 1.5, PSNR at most 1.5 dB under the harmonic fill (met: yes/no after cm's cells).\n\n`;
+  const methodNames = [...new Set(rows.flatMap((r) => Object.keys(r.methods)))];
+  md += `| holes | ${methodNames.join(' | ')} |\n|${'---|'.repeat(methodNames.length + 1)}\n`;
+  for (const r of rows) {
+    const h = r.methods['harmonic fill'];
+    const cells = methodNames.map((m) => {
+      const v = r.methods[m];
+      if (!v) return '';
+      const mark = m.startsWith('cm') && m !== 'cm --fill smooth' ? (ok(v, h) ? ' yes' : ' no') : '';
+      return `${v.psnr} / ${v.textureMedian}${mark}`;
+    });
+    md += `| ${r.group}, ${r.family} (${r.holes}) | ${cells.join(' | ')} |\n`;
+  }
+  md += `\nSeconds per image (the CLI's wall time over the group, model load included): ` +
+    rows.map((r) => `${r.group} ${r.family}: ${Object.entries(r.secondsPerImage).map(([k, v]) => `${k.replace('cm --fill ', '')} ${v}`).join(', ')}`).join('; ') + '.\n';
+  md += `\nContact sheets (100%; columns: input | ${methodNames.join(' | ')} | truth): ${sheetPaths.map((p) => p.replace(ROOT, '')).join(', ')} (git-ignored).\n`;
+  const base = set === 'train' ? 'inpaint-train' : 'inpaint';
+  writeFileSync(join(outDir, `${base}.md`), md);
+  writeFileSync(join(outDir, `${base}.json`), JSON.stringify({ meta, rows }, null, 1));
+  if (final) process.stdout.write(md);
 }
-md += `\nSeconds per image (the CLI's wall time over the group, model load included): ` +
-  rows.map((r) => `${r.group} ${r.family}: ${Object.entries(r.secondsPerImage).map(([k, v]) => `${k.replace('cm --fill ', '')} ${v}`).join(', ')}`).join('; ') + '.\n';
-md += `\nContact sheets (100%; columns: input | ${methodNames.join(' | ')} | truth): ${sheetPaths.map((p) => p.replace(ROOT, '')).join(', ')} (git-ignored).\n`;
-const base = set === 'train' ? 'inpaint-train' : 'inpaint';
-writeFileSync(join(outDir, `${base}.md`), md);
-writeFileSync(join(outDir, `${base}.json`), JSON.stringify({ meta, rows }, null, 1));
-process.stdout.write(md);
