@@ -8,7 +8,7 @@
 // 1.5 dB under the harmonic fill. Writes bench/results/inpaint.{md,json} and contact sheets at 100%
 // (bench/results/inpaint-*.png, git-ignored: they show evaluation photos).
 //
-//   node bench/inpaint.mjs [--model PATH] [--set eval|train] [--crop 256] [--full-every 6] [--no-full]
+//   node bench/inpaint.mjs [--model PATH] [--set eval|train] [--crop 256] [--full-every 6] [--no-full] [--no-crops]
 //                          [--families box,strokes,object64,object100] [--fills smooth,patch,auto] [--cm-args "..."]
 //                          [--threads 1] [--python /usr/bin/python3] [--out DIR] [--smoke]
 // --smoke: two Kodak24 crops and one Set5 crop, object64 holes only, no whole photos (a test runs it on the tiny model).
@@ -66,8 +66,10 @@ if (set === 'train') {
 } else {
   const kodak = photoPaths('kodak24');
   const set5 = photoPaths('set5');
-  groups.push({ label: 'Kodak24 crops', paths: smoke ? kodak.slice(0, 2) : kodak, crop: true });
-  groups.push({ label: 'Set5 crops', paths: smoke ? set5.slice(0, 1) : set5, crop: true });
+  if (!flags['no-crops']) {
+    groups.push({ label: 'Kodak24 crops', paths: smoke ? kodak.slice(0, 2) : kodak, crop: true });
+    groups.push({ label: 'Set5 crops', paths: smoke ? set5.slice(0, 1) : set5, crop: true });
+  }
   if (fullEvery > 0) {
     groups.push({ label: 'Kodak24 whole photos', paths: kodak.filter((_, i) => i % fullEvery === 0), crop: false });
     groups.push({ label: 'Set5 whole photos', paths: set5, crop: false });

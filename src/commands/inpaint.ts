@@ -85,7 +85,7 @@ export const inpaintCommand: CommandModule<object, InpaintArgs> = {
         .option('fill', {
           choices: FILLS,
           default: 'auto' as Fill,
-          describe: `What the model starts from and refines in each hole: patch = texture copied from the known pixels around the hole (PatchMatch completion), smooth = the harmonic fill (a smooth blend of the hole's border), auto = patch where the known pixels around a hole are textured (their mean squared difference to their 3x3 mean above ${TEXTURED}, values in [-1, 1]), smooth where they are not`,
+          describe: `What each hole is filled from before the model refines it: patch = texture copied from the known pixels around the hole (PatchMatch completion, seeded by --seed), smooth = the harmonic fill (the border's colours blended smoothly), auto = patch where the known pixels around a hole are textured (their mean squared difference to their 3x3 mean above ${TEXTURED}, values in [-1, 1]), smooth where they are not`,
         })
         .option('strategy', {
           choices: STRATEGIES,
