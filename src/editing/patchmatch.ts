@@ -95,20 +95,18 @@ export function patchFill(y: Tensor, fill: Tensor, seed: number, options: { base
       const done = completeWindow(img, hole, r.w, r.h, C, new Rng(seed, n * 4096 + v));
       if (!done) continue;
       if (base) {
-        // base - fill (0 outside the hole), blurred, added: the base's shading under the patches' detail.
-        const diff = new Float32Array(done.length);
-        for (let yy = 0; yy < r.h; yy++) {
-          for (let xx = 0; xx < r.w; xx++) {
-            const q = yy * r.w + xx;
-            if (!hole[q]) continue;
-            const p = (r.y + yy) * y.w + r.x + xx;
-            for (let c = 0; c < C; c++) diff[q * C + c] = base.data[(n * C + c) * plane + p] - done[q * C + c];
-          }
-        }
-        // Only the hole's box and 3 SHADING around it hold a non-zero blur that matters.
+        // base - fill (0 outside the hole), blurred, added: the base's shading under the patches' detail. Only the
+        // hole's box and 3 SHADING around it hold a blur that matters.
         const b = boxOf(hole, r.w, r.h, Math.ceil(3 * SHADING));
         const sub = new Float32Array(b.w * b.h * C);
-        for (let yy = 0; yy < b.h; yy++) sub.set(diff.subarray(((b.y + yy) * r.w + b.x) * C, ((b.y + yy) * r.w + b.x + b.w) * C), yy * b.w * C);
+        for (let yy = 0; yy < b.h; yy++) {
+          for (let xx = 0; xx < b.w; xx++) {
+            const q = (b.y + yy) * r.w + b.x + xx;
+            if (!hole[q]) continue;
+            const p = (r.y + b.y + yy) * y.w + r.x + b.x + xx;
+            for (let c = 0; c < C; c++) sub[(yy * b.w + xx) * C + c] = base.data[(n * C + c) * plane + p] - done[q * C + c];
+          }
+        }
         const smooth = gaussian(sub, b.w, b.h, C, SHADING);
         for (let yy = 0; yy < b.h; yy++) {
           for (let xx = 0; xx < b.w; xx++) {
@@ -335,8 +333,7 @@ function completeWindow(img0: Float32Array, hole0: Uint8Array, w0: number, h0: n
   let prev: Level | null = null;
   for (let li = 0; li < levels.length; li++) {
     const l = levels[li];
-    const img = li === levels.length - 1 ? Float32Array.from(l.img) : l.img;
-    const level = { ...l, img };
+    const level = l; // the finest level's pixels are patchFill's own copy of the window: filled in place
     if (!prev) onionPeel(level, C);
     else upsampleInto(prev, level, C);
     const sources = sourcesOf(level, r);
