@@ -2,6 +2,8 @@
 
   python3 bench/baselines.py superres --scale 4 IN_DIR OUT_DIR     # PIL bicubic and Lanczos upsampling
   python3 bench/baselines.py inpaint IN_DIR MASK_DIR OUT_DIR       # OpenCV Telea and Navier-Stokes (radius 3)
+  python3 bench/baselines.py inpaint --xphoto IN_DIR MASK_DIR OUT_DIR  # and opencv-contrib's xphoto FSR (fast) and
+                                                                   # shift-map (patch based)
   python3 bench/baselines.py denoise --sigma 25 IN_DIR OUT_DIR     # scikit-image non-local means, h = f * sigma
 
 Every PNG of IN_DIR (8-bit RGB; masks: white = hole) gives OUT_DIR/<method>/<same name>.png. Non-local means is
@@ -28,14 +30,17 @@ def main():
     p.add_argument("--scale", type=int, default=4)
     p.add_argument("--sigma", type=float, default=25.0)
     p.add_argument("--h-factors", default="0.2,0.3,0.4,0.6,0.8")
+    p.add_argument("--xphoto", action="store_true")
     a = p.parse_args()
     try:
         from PIL import Image
         if a.task == "inpaint":
             import cv2
+            if a.xphoto:
+                cv2.xphoto.inpaint  # noqa: B018 (opencv-contrib's xphoto, else AttributeError)
         if a.task == "denoise":
             from skimage.restoration import denoise_nl_means
-    except ImportError as e:
+    except (ImportError, AttributeError) as e:
         print(json.dumps({"missing": str(e)}))
         sys.exit(3)
 
@@ -62,6 +67,13 @@ def main():
             bgr = np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1])
             for method, flag in (("Telea (OpenCV)", cv2.INPAINT_TELEA), ("Navier-Stokes (OpenCV)", cv2.INPAINT_NS)):
                 save(method, name, cv2.inpaint(bgr, mask, 3, flag)[:, :, ::-1].astype(np.float64))
+            if a.xphoto:
+                # xphoto's mask is the other way round: non-zero = known.
+                known = np.where(mask > 0, 0, 255).astype(np.uint8)
+                for method, flag in (("FSR (xphoto)", cv2.xphoto.INPAINT_FSR_FAST), ("shift-map (xphoto)", cv2.xphoto.INPAINT_SHIFTMAP)):
+                    out = np.zeros_like(bgr)
+                    cv2.xphoto.inpaint(bgr, known, out, flag)
+                    save(method, name, out[:, :, ::-1].astype(np.float64))
         else:
             img = np.asarray(rgb, dtype=np.float64) / 255.0
             s = a.sigma / 255.0

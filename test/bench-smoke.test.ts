@@ -89,7 +89,8 @@ describe.runIf(existsSync(EVAL))('benchmarks, smoke run', () => {
 describe('the memory benchmark, smoke run', () => {
   test("every task's peak is measured at three sizes and is under cm's estimate (the script exits 1 otherwise)", () => {
     const out = join(dir, 'm');
-    const r = spawnSync(process.execPath, ['bench/memory.mjs', '--smoke', '--model', TINY_MODEL, '--out', out], { cwd: ROOT, timeout: 300_000 });
+    // inpaint's case fills a quarter of the image by patches (--fill auto): up to 7 minutes on a busy 2-core machine
+    const r = spawnSync(process.execPath, ['bench/memory.mjs', '--smoke', '--model', TINY_MODEL, '--out', out], { cwd: ROOT, timeout: 600_000 });
     expect(r.status, r.stderr.toString()).toBe(0);
     const m = JSON.parse(readFileSync(join(out, 'memory.json'), 'utf8')) as { cases: { task: string; batch: number | null; memory: { cli: number; worker: number; total: number }; estimate: number }[] };
     for (const task of ['colorize', 'inpaint', 'superres', 'denoise', 'stroke']) {
@@ -100,5 +101,33 @@ describe('the memory benchmark, smoke run', () => {
       expect(c.memory.worker).toBeGreaterThan(0);
       expect(c.estimate).toBeGreaterThanOrEqual(c.memory.total);
     }
+  }, 600_000);
+});
+
+describe.runIf(existsSync(EVAL))('the inpainting benchmarks, smoke run', () => {
+  test('inpaint: every method with a finite PSNR and texture in the hole, the harmonic fill a smudge, a contact sheet', () => {
+    const out = join(dir, 'i');
+    const r = spawnSync(process.execPath, ['bench/inpaint.mjs', '--smoke', '--model', TINY_MODEL, '--out', out], { cwd: ROOT, timeout: 300_000 });
+    expect(r.status, r.stderr.toString()).toBe(0);
+    const q = JSON.parse(readFileSync(join(out, 'inpaint.json'), 'utf8')) as { rows: { family: string; methods: Record<string, { psnr: number; textureMean: number; textureMedian: number }> }[] };
+    expect(q.rows.map((row) => row.family)).toEqual(['object64', 'object64']);
+    for (const row of q.rows) {
+      for (const m of ['harmonic fill', 'cm --fill smooth', 'cm --fill patch', 'cm --fill auto']) {
+        expect(Number.isFinite(row.methods[m].psnr), m).toBe(true);
+        expect(Number.isFinite(row.methods[m].textureMedian), m).toBe(true);
+      }
+      expect(row.methods['harmonic fill'].textureMedian).toBeLessThan(0.1);
+    }
+    expect(readdirSync(out).filter((f) => /^inpaint-eval-\d+\.png$/.test(f)).length).toBeGreaterThan(0);
+  }, 300_000);
+
+  test('patchfill: run times for every hole size and the line through them', () => {
+    const out = join(dir, 'pf');
+    const r = spawnSync(process.execPath, ['bench/patchfill.mjs', '--smoke', '--out', join(out, 'patchfill.md')], { cwd: ROOT, timeout: 300_000 });
+    expect(r.status, r.stderr.toString()).toBe(0);
+    const p = JSON.parse(readFileSync(join(out, 'patchfill.json'), 'utf8')) as { growth: { ms: number }[]; fit: { b: number } };
+    expect(p.growth).toHaveLength(3);
+    for (const g of p.growth) expect(g.ms).toBeGreaterThan(0);
+    expect(Number.isFinite(p.fit.b)).toBe(true);
   }, 300_000);
 });

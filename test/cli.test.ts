@@ -303,20 +303,21 @@ describe('models', () => {
 });
 
 describe("the README's demo", () => {
-  test('inpaint fixtures/demo.png with the default model: every unmasked pixel kept, the blob filled with the colours around it', async () => {
+  test('inpaint fixtures/demo.png with the default model: every unmasked pixel kept, the blob filled from the estimate it starts from (--fill auto)', async () => {
     const demo = join(ROOT, 'fixtures', 'demo.png');
     const r = cm(['inpaint', demo, '--mask', join(ROOT, 'fixtures', 'demo-mask.png'), '-o', 'demo.inpaint.png', '--force', '--seed', '0', '-q']);
     expect(r.status, r.stderr).toBe(0);
     const [src, out] = [await rgb(demo), await rgb(at('demo.inpaint.png'))];
     const mask = await sharp(join(ROOT, 'fixtures', 'demo-mask.png')).greyscale().raw().toBuffer();
     const plane = src.width * src.height;
-    // The harmonic fill of the hole (the colours around it, smoothly): the filled blob may add detail, not a new colour.
-    const { harmonicFill } = await import('../src/editing/harmonic.js');
+    // The classical fill it starts from (--fill auto: patches from the textured hill, the harmonic fill's shading):
+    // the model refines it, it does not paint something else.
+    const { classicalFill } = await import('../src/editing/inpaint.js');
     const { Tensor } = await import('../src/tensor.js');
     const y = new Tensor(1, 3, src.height, src.width);
     for (let p = 0; p < plane; p++) for (let c = 0; c < 3; c++) y.data[c * plane + p] = src.data[p * src.channels + c] / 127.5 - 1;
     const fill = new Tensor(1, 1, src.height, src.width, Float32Array.from(mask, (v) => (v > 127 ? 1 : 0)));
-    const smooth = harmonicFill(y, fill);
+    const smooth = classicalFill(y, fill, { fill: 'auto', seed: 0 });
     let diff = 0;
     let n = 0;
     for (let p = 0; p < plane; p++) {

@@ -1,4 +1,5 @@
 import type { CommandModule } from 'yargs';
+import { FILLS, TEXTURED, type Fill } from '../editing/inpaint.js';
 import { InputError } from '../errors.js';
 import { readMask } from '../io/image.js';
 import { maskFor } from '../io/inputs.js';
@@ -12,6 +13,7 @@ interface InpaintArgs extends ImageArgs {
   mask: string;
   resizeMask: boolean;
   strategy: Strategy;
+  fill: Fill;
 }
 
 const task: ImageTask<InpaintArgs> = {
@@ -32,6 +34,11 @@ export const inpaintCommand: CommandModule<object, InpaintArgs> = {
       withInputs(y)
         .option('mask', { type: 'string', demandOption: true, requiresArg: true, coerce: stdio, describe: 'Mask image (white = fill, black = keep), or a folder of masks named like the inputs' })
         .option('resize-mask', { type: 'boolean', default: false, describe: 'Resize a mask of another size instead of refusing it' })
+        .option('fill', {
+          choices: FILLS,
+          default: 'auto' as Fill,
+          describe: `What each hole is filled from before the model refines it: patch = texture copied from the known pixels around the hole (PatchMatch completion, seeded by --seed), smooth = the harmonic fill (the border's colours blended smoothly), auto = patch where the known pixels around a hole are textured (their mean squared difference to their 3x3 mean above ${TEXTURED}, values in [-1, 1]), smooth where they are not`,
+        })
         .option('strategy', {
           choices: STRATEGIES,
           default: 'auto' as Strategy,

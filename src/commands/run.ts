@@ -193,7 +193,7 @@ export async function runImageTask<A extends ImageArgs & TaskOptions>(args: A, t
           checkOutput(job.output, args.force, args.outDir !== undefined);
           const picture = await readPicture(job.item.path, { maxPixels: args.maxPixels, keepSource: args.keepMetadata, beforeDecode });
           const inputs = task.readInputs ? await task.readInputs({ picture, item: job.item }, args) : { picture };
-          const edit = await spec.build(inputs, args, { tile: tiling.tile, warn: (m) => reporter.warn(m) });
+          const edit = await spec.build(inputs, args, { tile: tiling.tile, seed: job.seed, warn: (m) => reporter.warn(m) });
           prepared = { job, picture, edit };
         } catch (e) {
           if (e instanceof Interrupted) throw e;

@@ -124,7 +124,7 @@ export async function edit(model: CardedDenoiser & { device?: string }, request:
   const sampling = taskSampling(spec, options, model.card);
   const tiling = taskTiling(options, model.card, model.device ?? 'cpu');
   const warnings: string[] = [];
-  const built = await spec.build(request.inputs, options, { tile: tiling.tile, warn: (m) => warnings.push(m) });
+  const built = await spec.build(request.inputs, options, { tile: tiling.tile, seed: request.seed, warn: (m) => warnings.push(m) });
   const [image] = await runEdits(model, [{ edit: built, seed: request.seed }], sampling, tiling, spec.startIsNoisy ?? false, hooks);
   return { image, alpha: built.alpha, sampling, steps: evaluations(sampling.plan) * sampling.samples, warnings };
 }

@@ -4,7 +4,7 @@
  * the CLI's commands read files and report around these, the studio decodes uploads and streams progress.
  */
 import { CHROMA_SAMPLES, colorizeOperator, luminance } from '../editing/colorize.js';
-import { inpaintOperator } from '../editing/inpaint.js';
+import { inpaintOperator, type Fill } from '../editing/inpaint.js';
 import { unconstrained, type Operator } from '../editing/operator.js';
 import { holeWindows, type Rect } from '../editing/regions.js';
 import { superresOperator, upsampleNearest } from '../editing/superres.js';
@@ -49,6 +49,8 @@ export interface TaskOptions {
   strategy?: Strategy;
   /** inpaint: resize a mask of another size instead of refusing it. */
   resizeMask?: boolean;
+  /** inpaint: what each hole is filled from before the model refines it (default auto). */
+  fill?: Fill;
   /** The policy's plan choice, which stroke and denoise plans read. */
   steps?: number;
   ts?: string;
@@ -60,9 +62,13 @@ export interface EditInputs {
   mask?: { label: string; mask: Tensor };
 }
 
-/** What building may need besides the inputs: the tile side (inpaint's windows) and a place for warnings. */
+/**
+ * What building may need besides the inputs: the tile side (inpaint's windows), the image's seed (inpaint's patch
+ * search) and a place for warnings.
+ */
 export interface BuildContext {
   tile: number;
+  seed: number;
   warn(message: string): void;
 }
 
@@ -126,7 +132,7 @@ const inpaint: TaskSpec = {
   name: 'inpaint',
   defaultSteps: 2,
   needsMask: true,
-  async build({ picture, mask: given }, o, { tile, warn }) {
+  async build({ picture, mask: given }, o, { tile, seed, warn }) {
     if (given === undefined) throw new InputError(`${picture.label}: inpaint needs a mask`);
     const { label } = given;
     let mask = given.mask;
@@ -143,7 +149,7 @@ const inpaint: TaskSpec = {
       width: picture.width,
       height: picture.height,
       alpha: picture.alpha,
-      operator: inpaintOperator(picture.rgb, mask),
+      operator: inpaintOperator(picture.rgb, mask, { fill: o.fill ?? 'auto', seed }),
       ...inpaintLayout(o.strategy ?? 'auto', mask, tile),
     };
   },

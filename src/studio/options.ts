@@ -1,11 +1,12 @@
 /**
  * The options JSON of POST /api/v1/edit: the CLI's knobs by their camelCase names (scale, noise, strength, quality,
- * seed, steps, ts, eta, samples, views, start, strategy, tile, overlap, resizeMask), checked as the CLI checks its
+ * seed, steps, ts, eta, samples, views, start, strategy, fill, tile, overlap, resizeMask), checked as the CLI checks its
  * flags and refused in its words.
  */
 import { OptionError } from '../errors.js';
 import { checkKnobs, QUALITIES, type SamplingOptions, type TilingOptions } from '../pipeline/policy.js';
 import type { ImageTaskName } from '../pipeline/registry.js';
+import { FILLS } from '../editing/inpaint.js';
 import { STRATEGIES, type TaskOptions } from '../pipeline/tasks.js';
 import { START_KINDS } from '../sampler/sample.js';
 
@@ -13,7 +14,7 @@ export type StudioEditOptions = TaskOptions & SamplingOptions & TilingOptions & 
 
 const NUMBERS = ['scale', 'noise', 'strength', 'seed', 'steps', 'eta', 'samples', 'tile', 'overlap'] as const;
 const BOOLEANS = ['views', 'resizeMask'] as const;
-const CHOICES: Record<string, readonly string[]> = { quality: QUALITIES, start: START_KINDS, strategy: STRATEGIES };
+const CHOICES: Record<string, readonly string[]> = { quality: QUALITIES, start: START_KINDS, strategy: STRATEGIES, fill: FILLS };
 const STRINGS = ['ts'] as const;
 const KNOWN: readonly string[] = [...NUMBERS, ...BOOLEANS, ...Object.keys(CHOICES), ...STRINGS];
 
