@@ -97,6 +97,10 @@ describe('cm.task_plans', () => {
     expect(record(one.stdout)).toMatchObject({ ts: [24, 39], samples: 1 });
     const ts = run('colorize', 'img.png', '--model', 'coloured.onnx', '-o', 'j.png', '--json', '--ts', '24,39');
     expect(record(ts.stdout)).toMatchObject({ ts: [24, 39], eta: 1, samples: 1 });
+    // cm models info counts those samples as the run does (1 step x 8 samples), --quality fast included.
+    const fast = run('colorize', 'img.png', '--model', 'coloured.onnx', '-o', 'k.png', '--json', '--quality', 'fast');
+    expect(record(fast.stdout)).toMatchObject({ evaluations: 1, samples: 8 });
+    expect(cm(['models', 'info', 'coloured.onnx']).stdout).toMatch(/ {2}colorize {5}fast: 8 evaluations \(derived\); default: 8 evaluations;/);
   });
 
   test('--ts starting part-way starts from the estimate, from the start of the grid from the known data', () => {

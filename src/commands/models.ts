@@ -2,6 +2,8 @@ import type { Argv, CommandModule } from 'yargs';
 import { CmError, ModelError } from '../errors.js';
 import type { PlanTask, TaskPlan } from '../runtime/card.js';
 import { presetPlan, QUALITIES, type Quality } from './common.js';
+import { IMAGE_TASK_SPECS } from '../pipeline/tasks.js';
+import type { ImageTaskName } from '../pipeline/registry.js';
 import { readModelFile, type ModelFile } from '../runtime/model.js';
 import { installedModels, resolveModel } from '../runtime/registry.js';
 
@@ -45,9 +47,11 @@ function qualityTable(file: ModelFile): Record<string, Record<Quality, { k: numb
     const stored = file.card.taskPlans[task] ?? {};
     const defaultK = file.card.taskDefaults[task] ?? Math.max(...Object.keys(stored).map(Number));
     const row = {} as Record<Quality, { k: number; evaluations: number; stored: boolean; plan: string }>;
+    const minSamples = IMAGE_TASK_SPECS[task.split('-')[0] as ImageTaskName]?.minSamples ?? 1;
     for (const q of QUALITIES) {
       const p = q === 'default' ? { k: defaultK, plan: stored[String(defaultK)] } : presetPlan(file, task, q, defaultK);
-      const plan = p.plan ?? { start: 'known' as const, eta: 1, samples: 1 };
+      // As chooseSampling counts them: a stored plan runs at least the task's own fewest samples (colorize combines 8).
+      const plan = p.plan ? { ...p.plan, samples: Math.max(p.plan.samples, minSamples) } : { start: 'known' as const, eta: 1, samples: 1 };
       row[q] = { k: p.k, evaluations: p.k * plan.samples, stored: q === 'default' || file.card.taskPresets[task]?.[q] !== undefined, plan: `${p.k}: ${describePlan(plan)}` };
     }
     out[task] = row;
