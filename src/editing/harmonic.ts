@@ -10,6 +10,7 @@
  * box of the hole is touched. Pure.
  */
 import { Tensor } from '../tensor.js';
+import { maskBounds } from './regions.js';
 
 /** Stop when every equation's residual is below this (values live in [-1, 1]). */
 const TOLERANCE = 1e-6;
@@ -30,24 +31,12 @@ export function harmonicFill(y: Tensor, fill: Tensor): Tensor {
   for (let n = 0; n < y.n; n++) {
     const m = fill.data.subarray((fill.n === 1 ? 0 : n) * plane, (fill.n === 1 ? 1 : n + 1) * plane);
     // The hole's bounding box, one pixel wider (its known neighbours) where the image allows.
-    let x0 = y.w;
-    let y0 = y.h;
-    let x1 = -1;
-    let y1 = -1;
-    for (let p = 0; p < plane; p++) {
-      if (!(m[p] > 0)) continue;
-      const px = p % y.w;
-      const py = (p - px) / y.w;
-      x0 = Math.min(x0, px);
-      x1 = Math.max(x1, px);
-      y0 = Math.min(y0, py);
-      y1 = Math.max(y1, py);
-    }
-    if (x1 < 0) continue;
-    x0 = Math.max(0, x0 - 1);
-    y0 = Math.max(0, y0 - 1);
-    x1 = Math.min(y.w - 1, x1 + 1);
-    y1 = Math.min(y.h - 1, y1 + 1);
+    const hole = maskBounds(m, y.w, y.h);
+    if (!hole) continue;
+    const x0 = Math.max(0, hole.x0 - 1);
+    const y0 = Math.max(0, hole.y0 - 1);
+    const x1 = Math.min(y.w - 1, hole.x1 + 1);
+    const y1 = Math.min(y.h - 1, hole.y1 + 1);
     const bw = x1 - x0 + 1;
     const bh = y1 - y0 + 1;
     // Pixels outside the box are known; those just outside it matter only through the box's border pixels,

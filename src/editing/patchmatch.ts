@@ -24,7 +24,7 @@
  */
 import { Rng } from '../rng.js';
 import { Tensor, cropTensor } from '../tensor.js';
-import { holeWindows, type Rect } from './regions.js';
+import { holeWindows, maskBounds, type Rect } from './regions.js';
 
 /** Patch side (odd). */
 export const PATCH = 7;
@@ -140,20 +140,9 @@ export function surroundTexture(y: Tensor, fill: Tensor, n: number, r: Rect): nu
   const crop = cropTensor(m, r.x, r.y, r.w, r.h);
   const hole = Uint8Array.from(crop.data, (v) => (v > 0 ? 1 : 0));
   // The band: known pixels within `band` (Chebyshev) of the hole, band a quarter of the hole's size, 4 to 16 pixels.
-  let x0 = r.w;
-  let x1 = -1;
-  let y0 = r.h;
-  let y1 = -1;
-  for (let q = 0; q < hole.length; q++) {
-    if (!hole[q]) continue;
-    const x = q % r.w;
-    const yq = (q - x) / r.w;
-    x0 = Math.min(x0, x);
-    x1 = Math.max(x1, x);
-    y0 = Math.min(y0, yq);
-    y1 = Math.max(y1, yq);
-  }
-  if (x1 < 0) return 0;
+  const box = maskBounds(hole, r.w, r.h);
+  if (!box) return 0;
+  const { x0, y0, x1, y1 } = box;
   const band = Math.max(4, Math.min(16, Math.round(Math.max(x1 - x0 + 1, y1 - y0 + 1) / 4)));
   const near = dilate(hole, r.w, r.h, band);
   const holeNear = dilate(hole, r.w, r.h, 1);

@@ -19,6 +19,24 @@ interface Box {
   y1: number;
 }
 
+/** The inclusive bounding box of the pixels where mask > 0 in a w x h plane, or undefined when there are none. */
+export function maskBounds(mask: ArrayLike<number>, w: number, h: number): { x0: number; y0: number; x1: number; y1: number } | undefined {
+  let x0 = w;
+  let x1 = -1;
+  let y0 = h;
+  let y1 = -1;
+  for (let p = 0; p < w * h; p++) {
+    if (!(mask[p] > 0)) continue;
+    const x = p % w;
+    const y = (p - x) / w;
+    x0 = Math.min(x0, x);
+    x1 = Math.max(x1, x);
+    y0 = Math.min(y0, y);
+    y1 = Math.max(y1, y);
+  }
+  return x1 < 0 ? undefined : { x0, y0, x1, y1 };
+}
+
 /** Bounding boxes of the 8-connected components of fill > 0 (image 0 of fill [N,1,H,W]). */
 export function holeBoxes(fill: Tensor): Box[] {
   const { w, h } = fill;
