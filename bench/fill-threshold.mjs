@@ -11,6 +11,7 @@ import { readdirSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseFlags, ROOT, round } from './lib/common.mjs';
 import { cropsOf } from './lib/data.mjs';
+import { toImg, toTensor } from './lib/estimates.mjs';
 import { makeHole } from './lib/holes.mjs';
 import { load } from './lib/images.mjs';
 import { hfEnergyIn, median, psnr } from './lib/metrics.mjs';
@@ -37,18 +38,8 @@ const walk = (d) => {
 };
 walk(TRAIN_DIR);
 const stride = Math.max(1, Math.floor(all.length / nPhotos));
-const toT = (img) => {
-  const t = new Tensor(1, 3, img.h, img.w);
-  const pl = img.w * img.h;
-  for (let p = 0; p < pl; p++) for (let c = 0; c < 3; c++) t.data[c * pl + p] = img.data[p * 3 + c] / 127.5 - 1;
-  return t;
-};
-const toI = (t) => {
-  const pl = t.w * t.h;
-  const d = new Float32Array(pl * 3);
-  for (let p = 0; p < pl; p++) for (let c = 0; c < 3; c++) d[p * 3 + c] = Math.round((t.data[c * pl + p] + 1) * 127.5);
-  return { w: t.w, h: t.h, data: d };
-};
+const toT = (img) => toTensor(Tensor, img);
+const toI = toImg;
 
 const rows = [];
 for (let i = 0; i < all.length && rows.length < nPhotos * families.length; i += stride) {

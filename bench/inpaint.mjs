@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { chooseModel, codeVersion, machine, parseFlags, records, RESULTS, ROOT, round, runCli } from './lib/common.mjs';
 import { cropsOf, cropToMultiple, maskPlane, photoPaths, withHole } from './lib/data.mjs';
+import { toImg, toTensor } from './lib/estimates.mjs';
 import { HOLE_FAMILIES, makeHole } from './lib/holes.mjs';
 import { crop, load, saveGrayPng, savePng } from './lib/images.mjs';
 import { hfEnergyIn, mean, median, psnr } from './lib/metrics.mjs';
@@ -76,18 +77,8 @@ if (set === 'train') {
   }
 }
 
-const toT = (img) => {
-  const t = new Tensor(1, 3, img.h, img.w);
-  const pl = img.w * img.h;
-  for (let p = 0; p < pl; p++) for (let c = 0; c < 3; c++) t.data[c * pl + p] = Math.round(img.data[p * 3 + c]) / 127.5 - 1;
-  return t;
-};
-const toI = (t) => {
-  const pl = t.w * t.h;
-  const d = new Float32Array(pl * 3);
-  for (let p = 0; p < pl; p++) for (let c = 0; c < 3; c++) d[p * 3 + c] = Math.round((t.data[c * pl + p] + 1) * 127.5);
-  return { w: t.w, h: t.h, data: d };
-};
+const toT = (img) => toTensor(Tensor, img);
+const toI = toImg;
 const metrics = (img, gt, mask) => ({ psnr: psnr(img, gt, mask), texture: hfEnergyIn(img, mask) / Math.max(1e-9, hfEnergyIn(gt, mask)) });
 
 function runPython(args) {

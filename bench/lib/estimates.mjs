@@ -6,14 +6,16 @@ import { ROOT } from './common.mjs';
 
 const dist = (p) => import(join(ROOT, 'dist', p));
 
-function toTensor(Tensor, img) {
+/** A benchmark image ({w, h, data} 0-255, interleaved RGB) as a [1,3,H,W] tensor in [-1, 1] (Tensor: dist's class). */
+export function toTensor(Tensor, img) {
   const t = new Tensor(1, 3, img.h, img.w);
   const plane = img.w * img.h;
   for (let p = 0; p < plane; p++) for (let c = 0; c < 3; c++) t.data[c * plane + p] = Math.round(img.data[p * 3 + c]) / 127.5 - 1;
   return t;
 }
 
-function toImg(t) {
+/** A [1,3,H,W] tensor in [-1, 1] back to a benchmark image, rounded to 8-bit levels. */
+export function toImg(t) {
   const plane = t.w * t.h;
   const data = new Float32Array(plane * 3);
   for (let p = 0; p < plane; p++) for (let c = 0; c < 3; c++) data[p * 3 + c] = Math.round((t.data[c * plane + p] + 1) * 127.5);
