@@ -324,6 +324,8 @@ def main(argv=None):
     init = None
     if ckpt:
         cfg = UNetConfig(**{**ckpt["config"], "mults": tuple(ckpt["config"]["mults"])})
+        if a.dropout is not None:   # dropout has no weights: a resumed run may change it
+            cfg = UNetConfig(**{**cfg.to_json_dict(), "mults": cfg.mults, "dropout": a.dropout})
     elif a.init_onnx:
         from .export import load_onnx_weights
         init = load_onnx_weights(a.init_onnx)

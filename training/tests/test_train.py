@@ -234,3 +234,20 @@ def test_thread_chooser_keeps_the_faster_count():
     close = run(train.ThreadChooser(2, period=10, trial=3), 12, 0.5, 0.45)     # no clear win: 1 thread
     assert set(close[6:]) == {1}
     assert run(train.ThreadChooser(1), 5, 0.1, 0.1) == [1] * 5
+
+
+def test_a_resumed_run_may_change_its_dropout(tmp_path):
+    data = tmp_path / "photos"
+    data.mkdir()
+    for i, img in enumerate(synthetic_images(12, 24, seed=1)):
+        Image.fromarray(((img.numpy().transpose(1, 2, 0) + 1) * 127.5).astype(np.uint8)).save(data / f"p{i}.png")
+    out = tmp_path / "run"
+    common = ["--out", str(out), "--data", str(data), "--preset", "tiny", "--crop", "16", "--batch", "2",
+              "--threads", "1", "--val-percent", "50", "--log-every", "1", "--val-crop", "16", "--val-crops", "2"]
+    train.main(common + ["--max-steps", "1", "--dropout", "0.2"])
+    assert torch.load(out / "last.pt")["config"]["dropout"] == 0.2
+    train.main(common + ["--resume", "--max-steps", "2", "--dropout", "0"])
+    ckpt = torch.load(out / "last.pt")
+    assert ckpt["step"] == 2 and ckpt["config"]["dropout"] == 0
+    train.main(common + ["--resume", "--max-steps", "3"])     # no flag: the run keeps what it has
+    assert torch.load(out / "last.pt")["config"]["dropout"] == 0
