@@ -7,9 +7,9 @@
  */
 import { Tensor } from '../tensor.js';
 
-export type Kernel = 'bicubic' | 'lanczos3';
+export type Kernel = 'bicubic' | 'lanczos3' | 'lanczos2' | 'linear' | 'bspline2' | 'bspline3';
 
-const SUPPORT: Record<Kernel, number> = { bicubic: 2, lanczos3: 3 };
+const SUPPORT: Record<Kernel, number> = { bicubic: 2, lanczos3: 3, lanczos2: 2, linear: 1, bspline2: 1.5, bspline3: 2 };
 
 function weight(kernel: Kernel, x: number): number {
   const t = Math.abs(x);
@@ -19,6 +19,10 @@ function weight(kernel: Kernel, x: number): number {
     if (t < 2) return (((t - 5) * t + 8) * t - 4) * a;
     return 0;
   }
+  if (kernel === 'linear') return t < 1 ? 1 - t : 0;
+  if (kernel === 'bspline2') return t < 0.5 ? 0.75 - t * t : t < 1.5 ? 0.5 * (1.5 - t) ** 2 : 0;
+  if (kernel === 'bspline3') return t < 1 ? (4 - 6 * t * t + 3 * t * t * t) / 6 : t < 2 ? (2 - t) ** 3 / 6 : 0;
+  if (kernel === 'lanczos2') return t < 2 ? sinc(t) * sinc(t / 2) : 0;
   if (t >= 3) return 0;
   return sinc(t) * sinc(t / 3);
 }

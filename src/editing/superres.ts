@@ -16,13 +16,20 @@
  * 2.01), PSNR +0.08/+0.10/+0.03 dB. The in-range projection (the sampler's last step) stays the nearest point per
  * patch: it moves only patches with values outside [-1, 1]. Pure.
  */
-import { Tensor } from '../tensor.js';
+import { clamp, Tensor } from '../tensor.js';
 import { projectBlockInRange } from './box.js';
 import { once, type Operator } from './operator.js';
-import { resample, taps, type Taps } from './resample.js';
+import { resample, taps, type Kernel, type Taps } from './resample.js';
 
 /** How the projection corrects the patch means: smoothly (the default) or by a constant per patch (orthogonal). */
-export type Correction = 'smooth' | 'orthogonal';
+export type Correction = 'smooth' | 'orthogonal' | `smooth-${Kernel}`;
+
+const IN_RANGE_ROUNDS = Number(process.env.CM_IR ?? 8);
+
+function outOfRange(x: Tensor): boolean {
+  for (let i = 0; i < x.data.length; i++) if (x.data[i] < -1 || x.data[i] > 1) return true;
+  return false;
+}
 
 /** Mean of every p x p patch, one value per patch: [N,C,H/p,W/p]. */
 export function patchMeans(x: Tensor, p: number): Tensor {
@@ -64,18 +71,22 @@ export function superresOperator(y: Tensor, p: number, correction: Correction = 
   const keep = upsampleNearest(target, p);
   const ones = new Float64Array(p * p).fill(1);
   const idx = new Int32Array(p * p);
-  const correct = correction === 'smooth' ? smoothCorrection(y.w, y.h, p) : orthogonalCorrection(y.w, y.h, p);
+  const project = (x: Tensor): Tensor => {
+    if (!x.sameShape(y)) throw new RangeError(`superres: an image of shape [${x.shape}] for an operator of [${y.shape}]`);
+    const out = x.zerosLike();
+    for (let nc = 0; nc < x.n * x.c; nc++) correct(x.data, out.data, nc, target.data);
+    return out;
+  };
+  const correct = correction === 'orthogonal' ? orthogonalCorrection(y.w, y.h, p) : smoothCorrection(y.w, y.h, p, correction === 'smooth' ? 'lanczos3' : (correction.slice(7) as Kernel));
   return {
     start: keep,
     estimate: once(() => resample(target, y.w, y.h, 'lanczos3')),
-    project: (x) => {
-      if (!x.sameShape(y)) throw new RangeError(`superres: an image of shape [${x.shape}] for an operator of [${y.shape}]`);
-      const out = x.zerosLike();
-      for (let nc = 0; nc < x.n * x.c; nc++) correct(x.data, out.data, nc, target.data);
-      return out;
-    },
+    project,
     projectInRange: (x) => {
-      const out = x.clone();
+      let out = x.clone();
+      if (correction !== 'orthogonal') {
+        for (let k = 0; k < IN_RANGE_ROUNDS && outOfRange(out); k++) out = project(clamp(out));
+      }
       for (let nc = 0; nc < x.n * x.c; nc++) {
         for (let py = 0; py < target.h; py++) {
           for (let px = 0; px < target.w; px++) {
@@ -130,11 +141,11 @@ function orthogonalCorrection(w: number, h: number, p: number): Correct {
  * against 6e-8, 3e-8, 1.6e-8); a final orthogonal step for the last bits changed none of these numbers, so there is
  * none.
  */
-function smoothCorrection(w: number, h: number, p: number): Correct {
+function smoothCorrection(w: number, h: number, p: number, kernel: Kernel): Correct {
   const lw = w / p;
   const lh = h / p;
-  const ux = taps('lanczos3', lw, w);
-  const uy = taps('lanczos3', lh, h);
+  const ux = taps(kernel, lw, w);
+  const uy = taps(kernel, lh, h);
   const mx = bandedLu(meanOfUpsampling(ux, lw, p));
   const my = bandedLu(meanOfUpsampling(uy, lh, p));
   const v = new Float64Array(lw);
