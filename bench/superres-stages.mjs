@@ -4,7 +4,7 @@
 // image), the start P(estimate), each model evaluation (clamped, before the projection), each projection, and the
 // final in-range projection. On 64x64 crops of the TRAINING photos only (shared/data/train), never the eval set.
 //
-//   node bench/superres-stages.mjs [--model PATH] [--crops 32] [--factors 2,4,8] [--corrections smooth,lanczos,orthogonal]
+//   node bench/superres-stages.mjs [--model PATH] [--crops 48] [--factors 2,4,8] [--corrections smooth,lanczos,orthogonal]
 //                                  [--threads 1] [--out bench/results/superres-stages.md]
 //
 // Blockiness: the energy of pixel differences across the p x p patch borders over that inside patches, relative to
@@ -30,7 +30,7 @@ const { Tensor } = await dist('tensor.js');
 
 const flags = parseFlags(process.argv.slice(2));
 const modelPath = flags.model ?? join(ROOT, 'models', 'default.onnx');
-const nCrops = Number(flags.crops ?? 32);
+const nCrops = Number(flags.crops ?? 48);
 const factors = String(flags.factors ?? '2,4,8').split(',').map(Number);
 const corrections = String(flags.corrections ?? 'smooth,lanczos,orthogonal').split(',');
 const outPath = flags.out ?? join(ROOT, 'bench', 'results', 'superres-stages.md');
