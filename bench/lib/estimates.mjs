@@ -23,7 +23,7 @@ export function toImg(t) {
 }
 
 /**
- * task 'superres' (img: the low-res input, opts.scale, opts.correction: 'smooth', the default, or 'orthogonal') or
+ * task 'superres' (img: the low-res input, opts.scale, opts.correction: 'smooth', the default, 'lanczos' or 'orthogonal') or
  * 'inpaint' (img with its hole, opts.mask 1 = hole).
  */
 export async function cmEstimate(task, img, opts) {

@@ -1,5 +1,5 @@
 /**
- * Separable resampling with a real bicubic (Keys, a = -0.5) or Lanczos-3 kernel, the convention of PIL's
+ * Separable resampling with a real bicubic (Keys, a = -0.5), Lanczos-3 or cubic B-spline kernel, the convention of PIL's
  * `Image.resize`: output pixel i samples the input at (i + 0.5) in/out - 0.5, the kernel is widened by in/out when
  * shrinking (so it also antialiases), the taps are cut at the image border and renormalised. The warm start of
  * super-resolution and the scale changes of full-resolution editing use it (sharp ignores the kernel when enlarging).
@@ -7,9 +7,10 @@
  */
 import { Tensor } from '../tensor.js';
 
-export type Kernel = 'bicubic' | 'lanczos3';
+/** bspline3: the cubic B-spline, positive and C2 (not interpolating: superres's smooth correction uses it). */
+export type Kernel = 'bicubic' | 'lanczos3' | 'bspline3';
 
-const SUPPORT: Record<Kernel, number> = { bicubic: 2, lanczos3: 3 };
+const SUPPORT: Record<Kernel, number> = { bicubic: 2, lanczos3: 3, bspline3: 2 };
 
 function weight(kernel: Kernel, x: number): number {
   const t = Math.abs(x);
@@ -19,6 +20,7 @@ function weight(kernel: Kernel, x: number): number {
     if (t < 2) return (((t - 5) * t + 8) * t - 4) * a;
     return 0;
   }
+  if (kernel === 'bspline3') return t < 1 ? (4 - 6 * t * t + 3 * t * t * t) / 6 : t < 2 ? (2 - t) ** 3 / 6 : 0;
   if (t >= 3) return 0;
   return sinc(t) * sinc(t / 3);
 }

@@ -4,25 +4,54 @@
  *
  * The orthogonal projection x - patchmean(x) + patchmean(y) corrects each patch by a constant, so its result shows the
  * patch grid wherever the model does not smooth it away (ALGORITHMS.md section 4). Any map onto the same set keeps the
- * known data; the default one corrects smoothly: P(x) = x + U z, where U is the Lanczos-3 upsampling by p (the
- * estimate's own kernel) and z the low-res image with patchmean(U z) = patchmean(y) - patchmean(x). It is the limit of
- * back-projection (x <- x + U(patchmean(y) - patchmean(x)), repeated), solved in one go: patchmean o U is separable,
- * a banded matrix along the rows times one along the columns (7 taps, diagonally dominant), so z takes one banded solve
- * per low-res row and column. P is a projection (onto the patch means, along the range of U): idempotent, the means
- * exact, and a smooth x stays smooth. Its classical estimate is the Lanczos-3 upsampling of the low-res image; the
- * sampler starts from its projection, U (patchmean o U)^-1 of the low-res image. Measured on 32 validation crops with
- * the default model's stored plans, x2/x4/x8: blockiness (energy across the patch borders over that inside, relative
- * to the photo's) 3.53/3.67/8.08 with the orthogonal projection, 2.27/1.88/2.30 with this one (Lanczos: 1.70/1.55/
- * 2.01), PSNR +0.08/+0.10/+0.03 dB. The in-range projection (the sampler's last step) stays the nearest point per
- * patch: it moves only patches with values outside [-1, 1]. Pure.
+ * known data; the default one corrects smoothly: P(x) = x + U z, where U is the upsampling by p with the cubic
+ * B-spline (positive, C2: no ringing) and z the low-res image with patchmean(U z) = patchmean(y) - patchmean(x). It is
+ * the limit of back-projection (x <- x + U(patchmean(y) - patchmean(x)), repeated), solved in one go: patchmean o U is
+ * separable, a banded matrix along the rows times one along the columns (5 taps, diagonally dominant), so z takes one
+ * banded solve per low-res row and column. P is a projection (onto the patch means, along the range of U): idempotent,
+ * the means exact, and a smooth x stays smooth. Its classical estimate is the Lanczos-3 upsampling of the low-res
+ * image; the sampler starts from its projection. The in-range projection (the sampler's last step) first alternates
+ * clamping and P (a few rounds, only while a value is out of range), then moves each patch still out of range to the
+ * nearest point in range with its mean (projectBlockInRange: by a constant, clipped), so what is left for the constant
+ * moves is small.
+ *
+ * Where the blockiness comes from (bench/superres-stages.mjs, 48 crops of training photos, the default model's stored
+ * plans, x2/x4/x8, blockiness relative to the photo's): Lanczos-3 1.50/1.49/1.66; the start, Lanczos-3 made
+ * consistent with the means, 1.69/1.56/1.75 (any image with the means exact and no detail inside the patches is
+ * blockier than Lanczos, which is not consistent: it leaves out contrast that sits at the patch borders); each model
+ * evaluation then moves towards the start again; the last in-range step added 0.08 at x8 when it moved whole patches.
+ * With the Lanczos-3 correction and that in-range step (the default before) the output had 1.77/1.68/1.94, PSNR
+ * 35.21/30.19/26.41 dB; with these 1.74/1.63/1.85, 35.21/30.20/26.43 dB. Pure.
  */
-import { Tensor } from '../tensor.js';
+import { clamp, Tensor } from '../tensor.js';
 import { projectBlockInRange } from './box.js';
 import { once, type Operator } from './operator.js';
-import { resample, taps, type Taps } from './resample.js';
+import { resample, taps, type Kernel, type Taps } from './resample.js';
 
-/** How the projection corrects the patch means: smoothly (the default) or by a constant per patch (orthogonal). */
-export type Correction = 'smooth' | 'orthogonal';
+/**
+ * How the projection corrects the patch means: smoothly with cubic B-splines (the default), smoothly with Lanczos-3
+ * (the default before), or by a constant per patch (orthogonal).
+ */
+export type Correction = 'smooth' | 'lanczos' | 'orthogonal';
+
+/** The upsampling kernel of each smooth correction. */
+const KERNEL: Record<Exclude<Correction, 'orthogonal'>, Kernel> = { smooth: 'bspline3', lanczos: 'lanczos3' };
+
+/**
+ * Rounds of x <- P(clamp(x)) before the exact in-range step of a smooth correction (alternating projections onto the
+ * range and onto the means; they stop once in range). Measured on training crops at x8 with the default
+ * model: the final step's blockiness rise 0.13 with none, 0.08 with 4, 0.04 with 16 (24 crops); 0.02 with 8 (48 crops).
+ * Cost: each round is one projection. On 2048x2048 random low-res images made consistent (9-13% of the values out of
+ * range, all 8 rounds run) the in-range step took 6-9 s against 1.3-1.8 s moving patches alone; whole Kodak photos
+ * through the CLI took as long as before (bench/results/blockiness.md).
+ */
+const IN_RANGE_ROUNDS = 8;
+
+/** Whether a value of x is outside [-1, 1]. */
+function outOfRange(x: Tensor): boolean {
+  for (let i = 0; i < x.data.length; i++) if (x.data[i] < -1 || x.data[i] > 1) return true;
+  return false;
+}
 
 /** Mean of every p x p patch, one value per patch: [N,C,H/p,W/p]. */
 export function patchMeans(x: Tensor, p: number): Tensor {
@@ -64,18 +93,22 @@ export function superresOperator(y: Tensor, p: number, correction: Correction = 
   const keep = upsampleNearest(target, p);
   const ones = new Float64Array(p * p).fill(1);
   const idx = new Int32Array(p * p);
-  const correct = correction === 'smooth' ? smoothCorrection(y.w, y.h, p) : orthogonalCorrection(y.w, y.h, p);
+  const project = (x: Tensor): Tensor => {
+    if (!x.sameShape(y)) throw new RangeError(`superres: an image of shape [${x.shape}] for an operator of [${y.shape}]`);
+    const out = x.zerosLike();
+    for (let nc = 0; nc < x.n * x.c; nc++) correct(x.data, out.data, nc, target.data);
+    return out;
+  };
+  const correct = correction === 'orthogonal' ? orthogonalCorrection(y.w, y.h, p) : smoothCorrection(y.w, y.h, p, KERNEL[correction]);
   return {
     start: keep,
     estimate: once(() => resample(target, y.w, y.h, 'lanczos3')),
-    project: (x) => {
-      if (!x.sameShape(y)) throw new RangeError(`superres: an image of shape [${x.shape}] for an operator of [${y.shape}]`);
-      const out = x.zerosLike();
-      for (let nc = 0; nc < x.n * x.c; nc++) correct(x.data, out.data, nc, target.data);
-      return out;
-    },
+    project,
     projectInRange: (x) => {
-      const out = x.clone();
+      let out = x.clone();
+      if (correction !== 'orthogonal') {
+        for (let k = 0; k < IN_RANGE_ROUNDS && outOfRange(out); k++) out = project(clamp(out));
+      }
       for (let nc = 0; nc < x.n * x.c; nc++) {
         for (let py = 0; py < target.h; py++) {
           for (let px = 0; px < target.w; px++) {
@@ -126,15 +159,15 @@ function orthogonalCorrection(w: number, h: number, p: number): Correct {
  * out = x + U z with patchmean(U z) = target - patchmean(x): z by a banded solve along every low-res row and column
  * ((B U)^-1 = My^-1 kron Mx^-1), U z one output row at a time (vertical taps at low-res width, then horizontal): two
  * passes over the image. z is solved exactly, not iterated, so what is left of the means is float32 rounding of the
- * stored values, as for the orthogonal projection (measured on 384x512, x2/x4/x8: at most 6e-8, 1.5e-8, 7.5e-9,
- * against 6e-8, 3e-8, 1.6e-8); a final orthogonal step for the last bits changed none of these numbers, so there is
+ * stored values, as for the orthogonal projection (measured on 384x512, x2/x4/x8: at most 3e-8, 1.5e-8, 7.5e-9
+ * with the B-spline, 6e-8, 1.5e-8, 7.5e-9 with Lanczos-3, against 6e-8, 3e-8, 1.7e-8); a final orthogonal step for the last bits changed none of these numbers, so there is
  * none.
  */
-function smoothCorrection(w: number, h: number, p: number): Correct {
+function smoothCorrection(w: number, h: number, p: number, kernel: Kernel): Correct {
   const lw = w / p;
   const lh = h / p;
-  const ux = taps('lanczos3', lw, w);
-  const uy = taps('lanczos3', lh, h);
+  const ux = taps(kernel, lw, w);
+  const uy = taps(kernel, lh, h);
   const mx = bandedLu(meanOfUpsampling(ux, lw, p));
   const my = bandedLu(meanOfUpsampling(uy, lh, p));
   const v = new Float64Array(lw);
@@ -173,7 +206,7 @@ interface Band {
   a: Float64Array;
 }
 
-/** B U along one dimension: U the upsampling taps to n p samples, B the mean of every p of them (7 taps for Lanczos-3). */
+/** B U along one dimension: U the upsampling taps to n p samples, B the mean of every p of them (5 taps, 7 for Lanczos-3). */
 function meanOfUpsampling(t: Taps, n: number, p: number): Band {
   let bw = 0;
   for (let i = 0; i < n * p; i++) {
@@ -189,7 +222,10 @@ function meanOfUpsampling(t: Taps, n: number, p: number): Band {
   return { n, bw, a };
 }
 
-/** Its LU factorisation in place, without pivoting (B U is diagonally dominant: 0.87 against 0.22), and a solver. */
+/**
+ * Its LU factorisation in place, without pivoting (B U is diagonally dominant: the cubic B-spline's 0.60 against 0.40
+ * at the least, Lanczos-3's 0.87 against 0.22), and a solver.
+ */
 function bandedLu({ n, bw, a }: Band) {
   const width = 2 * bw + 1;
   for (let k = 0; k < n; k++) {
