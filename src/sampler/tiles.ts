@@ -321,10 +321,16 @@ export function tiledDenoiser(model: Denoiser, options: TileOptions): Denoiser &
 function settledOf(x: Tensor, out: Tensor, sigma: Float32Array, settle: number): { mask: Uint8Array; sigma: Float32Array; n: number; c: number; h: number; w: number } {
   const plane = x.h * x.w;
   const mask = new Uint8Array(x.n * plane).fill(1);
+  const a = out.data;
+  const b = x.data;
   for (let n = 0; n < x.n; n++) {
+    const m0 = n * plane;
     for (let c = 0; c < x.c; c++) {
       const base = (n * x.c + c) * plane;
-      for (let p = 0; p < plane; p++) if (!(Math.abs(out.data[base + p] - x.data[base + p]) < settle)) mask[n * plane + p] = 0;
+      for (let p = 0; p < plane; p++) {
+        const d = a[base + p] - b[base + p];
+        if (d >= settle || d <= -settle || d !== d) mask[m0 + p] = 0;
+      }
     }
   }
   return { mask, sigma: Float32Array.from(sigma), n: x.n, c: x.c, h: x.h, w: x.w };
