@@ -15,12 +15,14 @@
  * takes 13 tiles of 168 (1.07x its pixels) where tiles of 128 would need 18 (1.13x).
  *
  * Tiles with nothing left to change (`settle`): after each call, a pixel is settled when the model changed it by less
- * than `settle` (max over channels of |f(x) - x|). At a later call at a lower sigma (a later step of the same sample),
- * a tile whose pixels are all settled is not evaluated: it gives its input instead of the model's answer, blended
+ * than `settle` (max over channels of |f(x) - x|), kept track of in blocks of 8 x 8 (a block is settled when all its
+ * pixels are). At a later call at a lower sigma (a later step of the same sample),
+ * a tile whose blocks are all settled is not evaluated: it gives its input instead of the model's answer, blended
  * with its usual weights (so no seam), and its pixels stay settled. A new sample (sigma back up) evaluates everything
  * again. With fresh noise between steps nothing settles (the model removes the noise); plans without it (eta 0) skip
- * flat regions such as sky from their second or third step on. Pixels under no skipped tile get exactly the sums
- * they get without skipping.
+ * where the model has converged (with the shipped model's default plans, what is left of the start's noise keeps
+ * even flat tiles changing by more than a grey level until the last step: bench/results/flat.md). Pixels under no
+ * skipped tile get exactly the sums they get without skipping.
  */
 import { cropTensor, fromView, Tensor, toView } from '../tensor.js';
 import type { Denoiser } from './sample.js';
@@ -173,7 +175,7 @@ export function tiledDenoiser(model: Denoiser, options: TileOptions): Denoiser &
   };
   let calls = 0;
   const counts: TileCounts = { run: 0, skipped: 0 };
-  // The last call's settled pixels (1 per pixel of each image) and sigmas; only for the same shape.
+  // The last call's settled blocks (1 per BLOCK x BLOCK block of each image) and sigmas; only for the same shape.
   let settled: { mask: Uint8Array; sigma: Float32Array; n: number; c: number; h: number; w: number } | undefined;
   return {
     get calls() {
@@ -186,12 +188,15 @@ export function tiledDenoiser(model: Denoiser, options: TileOptions): Denoiser &
     async denoise(x: Tensor, sigma: Float32Array, view = 0): Promise<Tensor> {
       const call = calls++;
       const last = settle > 0 && settled && settled.n === x.n && settled.c === x.c && settled.h === x.h && settled.w === x.w ? settled : undefined;
-      // Whether image n's w x h rectangle at (x0, y0) has nothing left to change at this call.
+      // Whether image n's w x h rectangle at (x0, y0) has nothing left to change at this call: every block it touches
+      // is settled.
       const still = (n: number, x0: number, y0: number, w: number, h: number): boolean => {
         if (!last || !(sigma[n] < last.sigma[n])) return false;
-        for (let r = y0; r < Math.min(y0 + h, x.h); r++) {
-          const row = (n * x.h + r) * x.w;
-          for (let u = x0; u < Math.min(x0 + w, x.w); u++) if (!last.mask[row + u]) return false;
+        const bw = Math.ceil(x.w / BLOCK);
+        const bh = Math.ceil(x.h / BLOCK);
+        for (let by = Math.floor(y0 / BLOCK); by <= Math.floor((Math.min(y0 + h, x.h) - 1) / BLOCK); by++) {
+          const row = (n * bh + by) * bw;
+          for (let bx = Math.floor(x0 / BLOCK); bx <= Math.floor((Math.min(x0 + w, x.w) - 1) / BLOCK); bx++) if (!last.mask[row + bx]) return false;
         }
         return true;
       };
@@ -317,19 +322,39 @@ export function tiledDenoiser(model: Denoiser, options: TileOptions): Denoiser &
   }
 }
 
-/** The pixels the model changed by less than `settle` (max over channels), with the call's sigmas. */
+/** Side of the blocks in which settled pixels are kept track of: a block is settled when all its pixels are. */
+const BLOCK = 8;
+
+/**
+ * The BLOCK x BLOCK blocks whose pixels the model all changed by less than `settle` (max over channels), with the
+ * call's sigmas. A block stops at its first changed pixel, so an image with nothing settled costs about one pixel
+ * per block.
+ */
 function settledOf(x: Tensor, out: Tensor, sigma: Float32Array, settle: number): { mask: Uint8Array; sigma: Float32Array; n: number; c: number; h: number; w: number } {
-  const plane = x.h * x.w;
-  const mask = new Uint8Array(x.n * plane).fill(1);
+  const { w, h } = x;
+  const plane = h * w;
+  const bw = Math.ceil(w / BLOCK);
+  const bh = Math.ceil(h / BLOCK);
+  const mask = new Uint8Array(x.n * bh * bw);
   const a = out.data;
   const b = x.data;
   for (let n = 0; n < x.n; n++) {
-    const m0 = n * plane;
-    for (let c = 0; c < x.c; c++) {
-      const base = (n * x.c + c) * plane;
-      for (let p = 0; p < plane; p++) {
-        const d = a[base + p] - b[base + p];
-        if (d >= settle || d <= -settle || d !== d) mask[m0 + p] = 0;
+    for (let by = 0; by < bh; by++) {
+      for (let bx = 0; bx < bw; bx++) {
+        let ok = 1;
+        for (let c = 0; c < x.c && ok; c++) {
+          const base = (n * x.c + c) * plane;
+          for (let r = by * BLOCK; r < Math.min(h, (by + 1) * BLOCK) && ok; r++) {
+            for (let u = bx * BLOCK; u < Math.min(w, (bx + 1) * BLOCK); u++) {
+              const d = a[base + r * w + u] - b[base + r * w + u];
+              if (d >= settle || d <= -settle || d !== d) {
+                ok = 0;
+                break;
+              }
+            }
+          }
+        }
+        mask[(n * bh + by) * bw + bx] = ok;
       }
     }
   }
