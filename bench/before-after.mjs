@@ -4,6 +4,8 @@
 //
 //   node bench/before-after.mjs OTHER/bin/cm.js [--rounds N]
 //
+// UpscalerJS's esrgan-slim and -medium (bench/upscalerjs.mjs) run on the crop too, alternating with the two builds.
+//
 // Inputs: Kodak24 image 1 (768x512), its 4x box-down (superres), its gray version (colorize), a centred quarter box
 // (inpaint), and its 256x256 centre crop (superres x4 to 1024x1024, the peer's input). Prints JSON and a Markdown table.
 import { spawn } from 'node:child_process';
@@ -55,17 +57,25 @@ const tasks = [
 ];
 const builds = [['before', other], ['after', join(ROOT, 'bin', 'cm.js')]];
 const out = {};
+// The peer (bench/upscalerjs.mjs) on the crop, alternating with the two builds: the ratios of one run.
+const peer = {};
 for (const [name, args, pixels] of tasks) {
   for (let r = 0; r < rounds; r++) {
     for (const [who, cli] of builds) {
       const x = await run([cli, ...args, '-o', join(W, 'out.png'), '--force', '-q', '--seed', '0', '--device', 'cpu']);
       ((out[name] ??= {})[who] ??= []).push({ ...x, secondsPerMP: x.wall / (pixels / 1e6) });
     }
+    if (name === tasks[0][0]) {
+      for (const which of ['slim', 'medium']) {
+        const x = await run([join(ROOT, 'bench', 'upscalerjs.mjs'), which, join(W, 'in256.png'), join(W, 'peer.png')]);
+        (peer[`UpscalerJS esrgan-${which}`] ??= []).push({ ...x, secondsPerMP: x.wall / (pixels / 1e6) });
+      }
+    }
   }
 }
 rmSync(W, { recursive: true, force: true });
 const med = (a) => [...a].sort((p, q) => p - q)[Math.floor((a.length - 1) / 2)];
-process.stdout.write(`${JSON.stringify(out)}\n\n| task | before s / MP | after s / MP | before CPU s | after CPU s | after / before (wall) |\n|---|---|---|---|---|---|\n`);
+process.stdout.write(`${JSON.stringify({ ...out, peer })}\n\n| task | before s / MP | after s / MP | before CPU s | after CPU s | after / before (wall) |\n|---|---|---|---|---|---|\n`);
 for (const [n, v] of Object.entries(out)) {
   const [b, a] = [v.before, v.after];
   if (b.some((x) => x.code) || a.some((x) => x.code)) {
@@ -74,4 +84,15 @@ for (const [n, v] of Object.entries(out)) {
   }
   const [bs, as] = [med(b.map((x) => x.secondsPerMP)), med(a.map((x) => x.secondsPerMP))];
   process.stdout.write(`| ${n} | ${bs.toFixed(1)} | ${as.toFixed(1)} | ${med(b.map((x) => x.cpu)).toFixed(1)} | ${med(a.map((x) => x.cpu)).toFixed(1)} | ${(as / bs).toFixed(2)} |\n`);
+}
+const crop = out[tasks[0][0]];
+const wallOf = (xs) => med(xs.map((x) => x.wall));
+process.stdout.write(`\n| x4 of the 256x256 crop to 1024x1024 | wall s | s / MP | CPU s | before / peer | after / peer |\n|---|---|---|---|---|---|\n`);
+for (const [n, xs] of Object.entries(peer)) {
+  if (xs.some((x) => x.code)) {
+    process.stdout.write(`| ${n} | failed: ${xs.find((x) => x.code).error} | | | | |\n`);
+    continue;
+  }
+  const w = wallOf(xs);
+  process.stdout.write(`| ${n} | ${w.toFixed(2)} | ${(w / 1.048576).toFixed(2)} | ${med(xs.map((x) => x.cpu)).toFixed(1)} | ${(wallOf(crop.before) / w).toFixed(2)}x | ${(wallOf(crop.after) / w).toFixed(2)}x |\n`);
 }

@@ -102,6 +102,7 @@ function superres(p) {
     task: 'superres',
     cliArgs: ['-x', String(p)],
     python: (inDir, _maskDir, out) => ['superres', '--scale', String(p), inDir, out],
+    peerScale: p,
     async prepare(gt) {
       const low = boxDown(gt, p);
       return {
@@ -218,6 +219,7 @@ async function runVariant(v, images, { label, runs, keepIdx }) {
     items.push(item);
   }
   if (v.python) await pythonBaselines(v, items, inDir, maskDir, join(dir, 'baselines'));
+  if (v.peerScale) await peerBaselines(v, items, inDir, join(dir, 'peer'));
   v.tune?.(items);
   const methods = {};
   const add = (name, m) => {
@@ -286,6 +288,26 @@ async function pythonBaselines(v, items, inDir, maskDir, out) {
     for (const it of items) {
       const path = join(out, method, `${it.stem}.png`);
       if (existsSync(path)) it.baselines[method] = await load(path);
+    }
+  }
+}
+
+/**
+ * The peer of issue 19 as a superres baseline: UpscalerJS's ESRGAN slim and medium (bench/upscalerjs.mjs, one process
+ * per model over the folder) on the same low-res input as cm; noted when it cannot run.
+ */
+async function peerBaselines(v, items, inDir, out) {
+  for (const which of ['slim', 'medium']) {
+    const r = spawnSync(process.execPath, [join(ROOT, 'bench', 'upscalerjs.mjs'), which, inDir, join(out, which), '--scale', String(v.peerScale)], { encoding: 'utf8' });
+    if (r.status !== 0) {
+      const why = (r.stderr || r.stdout || String(r.error)).trim().split('\n').pop();
+      missingBaselines.add(`${v.id}: UpscalerJS esrgan-${which}: ${why}`);
+      log(`${v.id}: UpscalerJS esrgan-${which} not measured: ${why}`);
+      continue;
+    }
+    for (const it of items) {
+      const path = join(out, which, `${it.stem}.png`);
+      if (existsSync(path)) it.baselines[`UpscalerJS esrgan-${which}`] = await load(path);
     }
   }
 }

@@ -4,12 +4,14 @@
 // user would install. Benchmark-only devDependencies: upscaler, @upscalerjs/esrgan-slim, @upscalerjs/esrgan-medium,
 // @tensorflow/tfjs, @tensorflow/tfjs-backend-wasm.
 //
-//   node bench/upscalerjs.mjs slim|medium IN.png OUT.png [--patch 64]
+//   node bench/upscalerjs.mjs slim|medium IN.png OUT.png [--patch 64] [--scale 2|3|4|8]
+//   node bench/upscalerjs.mjs slim|medium IN_DIR OUT_DIR [--patch 64] [--scale 2|3|4|8]   (every .png of IN_DIR)
 //
-// Prints one JSON line: {model, backend, width, height, loadSeconds, upscaleSeconds}. Everything is local: upscaler's
+// Prints one JSON line: {model, scale, backend, width, height, loadSeconds, upscaleSeconds} (a folder: the last
+// image's size, images, and the upscaling seconds of all). The packages ship x2, x3, x4 and x8 models; default x4. Everything is local: upscaler's
 // browser build (its ESM build has directory imports Node cannot load; the UMD one is CommonJS) and the model's
 // weights read from its npm package through an IOHandler (the package's default is a CDN fetch).
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -21,6 +23,12 @@ if (!['slim', 'medium'].includes(which) || !input || !output) {
 }
 const patchAt = rest.indexOf('--patch');
 const patchSize = patchAt >= 0 ? Number(rest[patchAt + 1]) : 64;
+const scaleAt = rest.indexOf('--scale');
+const scale = scaleAt >= 0 ? Number(rest[scaleAt + 1]) : 4;
+if (![2, 3, 4, 8].includes(scale)) {
+  process.stderr.write(`upscalerjs.mjs: the models come in x2, x3, x4 and x8, not x${rest[scaleAt + 1]}\n`);
+  process.exit(2);
+}
 const require = createRequire(import.meta.url);
 const pkgDir = (name) => {
   // The package folder without going through its "exports" map (which hides package.json in some of them).
@@ -45,9 +53,9 @@ await tf.setBackend('wasm');
 await tf.ready();
 const Upscaler = require(join(pkgDir('upscaler'), 'dist', 'browser', 'umd', 'upscaler.min.js'));
 const modelPkg = pkgDir(`@upscalerjs/esrgan-${which}`);
-const defModule = require(join(modelPkg, 'dist', 'cjs', 'models', `esrgan-${which}`, 'src', 'x4', 'cjs.js'));
+const defModule = require(join(modelPkg, 'dist', 'cjs', 'models', `esrgan-${which}`, 'src', `x${scale}`, 'cjs.js'));
 const definition = defModule.default ?? defModule;
-const modelDir = join(modelPkg, 'models', 'x4');
+const modelDir = join(modelPkg, 'models', `x${scale}`);
 const handler = {
   async load() {
     const json = JSON.parse(readFileSync(join(modelDir, 'model.json'), 'utf8'));
@@ -65,15 +73,24 @@ const upscaler = new Upscaler({ model: { ...definition, path: handler } });
 await upscaler.getModel();
 
 const sharp = (await import('sharp')).default;
-const { data, info } = await sharp(input).removeAlpha().raw().toBuffer({ resolveWithObject: true });
-const image = tf.tensor3d(Float32Array.from(data), [info.height, info.width, 3]);
+const folder = statSync(input).isDirectory();
+const pairs = folder ? readdirSync(input).filter((f) => f.endsWith('.png')).sort().map((f) => [join(input, f), join(output, f)]) : [[input, output]];
+if (folder) mkdirSync(output, { recursive: true });
 const loadSeconds = (performance.now() - t0) / 1000;
-const t1 = performance.now();
-const out = await upscaler.execute(image, { output: 'tensor', patchSize, padding: 4 });
-const pixels = await out.data();
-const upscaleSeconds = (performance.now() - t1) / 1000;
-const [h, w] = out.shape;
-const bytes = Buffer.alloc(h * w * 3);
-for (let i = 0; i < bytes.length; i++) bytes[i] = Math.max(0, Math.min(255, Math.round(pixels[i])));
-await sharp(bytes, { raw: { width: w, height: h, channels: 3 } }).png().toFile(output);
-process.stdout.write(`${JSON.stringify({ model: `esrgan-${which}`, backend: tf.getBackend(), width: w, height: h, loadSeconds, upscaleSeconds })}\n`);
+let upscaleSeconds = 0;
+let [w, h] = [0, 0];
+for (const [src, dst] of pairs) {
+  const { data, info } = await sharp(src).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  const image = tf.tensor3d(Float32Array.from(data), [info.height, info.width, 3]);
+  const t1 = performance.now();
+  const out = await upscaler.execute(image, { output: 'tensor', patchSize, padding: 4 });
+  const pixels = await out.data();
+  upscaleSeconds += (performance.now() - t1) / 1000;
+  [h, w] = out.shape;
+  image.dispose();
+  out.dispose();
+  const bytes = Buffer.alloc(h * w * 3);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = Math.max(0, Math.min(255, Math.round(pixels[i])));
+  await sharp(bytes, { raw: { width: w, height: h, channels: 3 } }).png().toFile(dst);
+}
+process.stdout.write(`${JSON.stringify({ model: `esrgan-${which}`, scale, backend: tf.getBackend(), width: w, height: h, ...(folder ? { images: pairs.length } : {}), loadSeconds, upscaleSeconds })}\n`);

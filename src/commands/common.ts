@@ -39,6 +39,8 @@ export interface InputArgs {
   views?: boolean;
   tile?: number;
   overlap?: number;
+  /** --flat-below: grey levels under which a tile's change settles it (0: every tile at every step). */
+  flatBelow?: number;
   shard?: string;
 }
 
@@ -96,6 +98,11 @@ export function withInputs<T>(y: Argv<T>): Argv<T & InputArgs> {
       type: 'number',
       requiresArg: true,
       describe: 'Pixels shared by neighbouring tiles (default: 1/16 of a tile of 128 or more, a quarter of smaller ones); the grid moves at every step',
+    })
+    .option('flat-below', {
+      type: 'number',
+      requiresArg: true,
+      describe: 'Grey levels (0-32): a tile the model changed by less at a step keeps its value at the later, lower-noise steps instead of running the model (flat areas such as sky; plans without fresh noise between steps); 0 runs every tile at every step (default: 1)',
     })
     .option('samples', {
       type: 'number',

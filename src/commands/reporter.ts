@@ -48,6 +48,8 @@ export interface OutputRecord {
   error?: string;
   /** With --shard: "I/N". */
   shard?: string;
+  /** Model tiles evaluated and skipped as settled (--flat-below), over all steps. */
+  tiles?: { run: number; skipped: number };
 }
 
 /**

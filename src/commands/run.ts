@@ -165,6 +165,15 @@ export async function runImageTask<A extends ImageArgs & TaskOptions>(args: A, t
               batch.step(e, which.map((i) => todo[i].job.item.path));
               signals.check();
             },
+            onTiles: (counts, which) => {
+              for (const i of which) {
+                const r = todo[i].job.record;
+                // Images sharing model calls share the counts: each gets its share.
+                const t = (r.tiles ??= { run: 0, skipped: 0 });
+                t.run += Math.round(counts.run / which.length);
+                t.skipped += Math.round(counts.skipped / which.length);
+              }
+            },
           });
         } catch (e) {
           if (e instanceof Interrupted || e instanceof ModelError) throw e;

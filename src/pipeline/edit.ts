@@ -7,6 +7,7 @@ import type { ModelCard, PlanTask, TaskPlan } from '../runtime/card.js';
 import { editFullResolution, type FullResEdit } from '../sampler/fullres.js';
 import type { Denoiser, StepEvent } from '../sampler/sample.js';
 import { evaluations } from '../sampler/schedule.js';
+import type { TileCounts } from '../sampler/tiles.js';
 import type { Tensor } from '../tensor.js';
 import { chooseSampling, chooseTiling, perCall, type Sampling, type SamplingOptions, type TilingOptions } from './policy.js';
 import type { ImageTaskName } from './registry.js';
@@ -19,6 +20,8 @@ export interface Tiling {
   maxTile: number;
   batch: number;
   callPixels?: number;
+  /** Tiles whose model change fell below this ([-1, 1] units) skip their later steps (tiles.ts); 0: never. */
+  settle?: number;
 }
 
 /** A model as the pipeline sees it: a denoiser with its card. */
@@ -31,6 +34,8 @@ export interface EditHooks {
   onStep?: (event: StepEvent, edits: number[]) => void;
   /** Stops the edit before the next model call (the call in progress finishes): rejects with the signal's reason. */
   signal?: AbortSignal;
+  /** After edits are done: the model tiles they ran and skipped as settled (flat, nothing left to change). */
+  onTiles?: (counts: TileCounts, edits: number[]) => void;
 }
 
 /** The sampling of a task for these options, on this model. */
@@ -63,7 +68,7 @@ export async function runEdits(
   startIsNoisy: boolean,
   hooks: EditHooks = {},
 ): Promise<Tensor[]> {
-  const { signal, onStep } = hooks;
+  const { signal, onStep, onTiles } = hooks;
   const check = (): void => {
     if (signal?.aborted) throw abortReason(signal);
   };
@@ -91,6 +96,7 @@ export async function runEdits(
     refine: sampling.refine,
     sigmaMin: model.card.grid.sigmaMin,
     startIsNoisy,
+    onTiles,
     onStep: (e, which) => {
       onStep?.(e, which);
       check();

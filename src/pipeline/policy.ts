@@ -21,12 +21,17 @@ export interface SamplingOptions {
   views?: boolean;
 }
 
-/** What chooses the tiles (--tile, --overlap) and the model calls' batch (--batch). */
+/** What chooses the tiles (--tile, --overlap, --flat-below) and the model calls' batch (--batch). */
 export interface TilingOptions {
   tile?: number;
   overlap?: number;
   batch?: number;
+  /** Grey levels (0-255): a tile the model changed by less skips its later steps; 0 evaluates every tile. */
+  flatBelow?: number;
 }
+
+/** --flat-below's default: a tile the model changed by under one grey level at a step skips the later ones. */
+export const FLAT_BELOW = 1;
 
 /**
  * The knobs' ranges, in the CLI's order of checking: seed, steps, batch, eta, samples (OptionError for the first bad
@@ -189,7 +194,7 @@ export function defaultOverlap(tile: number): number {
  * 1.5 times it (a 2048x2048 image: 13x13 tiles of 168 pixels, 1.14x its pixels, where tiles of 128 would take
  * 18x18, 1.27x); with --tile, or for a model of one size, tiles have exactly that side.
  */
-export function chooseTiling(args: TilingOptions, file: WithCard): { tile: number; overlap: number; maxTile: number } {
+export function chooseTiling(args: TilingOptions, file: WithCard): { tile: number; overlap: number; maxTile: number; settle: number } {
   const tile = args.tile ?? defaultTile(file);
   if (!Number.isInteger(tile) || tile < 8 || tile > 4096 || tile % 8 !== 0) {
     throw new OptionError('tile', (flag) => `Expected a multiple of 8 between 8 and 4096 for ${flag} but received ${args.tile}`);
@@ -199,7 +204,12 @@ export function chooseTiling(args: TilingOptions, file: WithCard): { tile: numbe
     throw new OptionError('overlap', (flag) => `Expected an integer between 0 and ${Math.ceil(tile / 2) - 1} for ${flag} (tiles of ${tile}) but received ${args.overlap}`);
   }
   const maxTile = args.tile === undefined && fullyConvolutional(file) ? tile + 8 * Math.floor(tile / 16) : tile;
-  return { tile, overlap, maxTile };
+  const flat = args.flatBelow ?? FLAT_BELOW;
+  if (!(typeof flat === 'number' && flat >= 0 && flat <= 32)) {
+    throw new OptionError('flatBelow', (flag) => `Expected a number of grey levels between 0 and 32 for ${flag} but received ${args.flatBelow}`);
+  }
+  // Grey levels of 0-255 in the model's [-1, 1] units.
+  return { tile, overlap, maxTile, settle: (2 * flat) / 255 };
 }
 
 /**

@@ -17,7 +17,7 @@ import { Rng } from '../rng.js';
 import { pasteTensor, type Tensor } from '../tensor.js';
 import { sampleCoarseToFine, type Level, type Stage } from './pyramid.js';
 import { perImageNoise, sample, type Denoiser, type StepEvent } from './sample.js';
-import { tiledDenoiser } from './tiles.js';
+import { tiledDenoiser, type TileCounts } from './tiles.js';
 
 export type Scales = 'tiles' | 'coarse-to-fine' | 'resize';
 
@@ -44,6 +44,8 @@ export interface FullResOptions {
   batch: number;
   /** Tiles per call as many as hold this many pixels, at most `batch` (see tiles.ts); default: `batch` tiles. */
   callPixels?: number;
+  /** Tiles whose model change fell below this ([-1, 1] units) skip their later, lower-sigma steps (tiles.ts); default 0, never. */
+  settle?: number;
   /** The task's plan and knobs (the coarsest level's, or the only level's). */
   first: Stage;
   /** The finer levels' of coarse to fine. */
@@ -51,6 +53,8 @@ export interface FullResOptions {
   sigmaMin: number;
   startIsNoisy?: boolean;
   onStep?: (event: StepEvent, edits: number[]) => void;
+  /** After the edits of `edits` are done: the model tiles they ran and skipped as settled. */
+  onTiles?: (counts: TileCounts, edits: number[]) => void;
 }
 
 /**
@@ -75,7 +79,8 @@ export async function editFullResolution(model: Denoiser, edits: readonly FullRe
       const group = edits.map((f, j) => j).filter((j) => !done.has(j) && plain(edits[j]) && edits[j].operator.start.w === w && edits[j].operator.start.h === h);
       group.forEach((j) => done.add(j));
       const op = stackOperators(group.map((j) => edits[j].operator));
-      const x = await sample(tilesOf(model, o, op.generates), {
+      const tiled = tilesOf(model, o, op.generates);
+      const x = await sample(tiled, {
         operator: op,
         sigmas: o.first.sigmas,
         sigmaMin: o.sigmaMin,
@@ -87,6 +92,7 @@ export async function editFullResolution(model: Denoiser, edits: readonly FullRe
         onStep: (ev) => o.onStep?.(ev, group),
       });
       group.forEach((j, k) => (results[j] = x.image(k)));
+      o.onTiles?.(tiled.tiles, group);
       continue;
     }
     done.add(i);
@@ -117,13 +123,17 @@ async function editWindows(model: Denoiser, e: FullResEdit, index: number, o: Fu
       onStep: (ev) => o.onStep?.(ev, [index]),
     });
     canvas = whole ? x : pasteTensor(canvas, x, r.x, r.y);
+    o.onTiles?.(
+      perLevel.reduce((t, d) => ({ run: t.run + d.tiles.run, skipped: t.skipped + d.tiles.skipped }), { run: 0, skipped: 0 }),
+      [index],
+    );
   }
   return windows.length === 1 && windows[0].w === w && windows[0].h === h ? canvas : full.projectInRange(canvas);
 }
 
 /** The model on tiles as the options say, skipping tiles with nothing to generate. */
-function tilesOf(model: Denoiser, o: FullResOptions, needed: Operator['generates']): Denoiser {
-  return tiledDenoiser(model, { tile: o.tile, overlap: o.overlap, maxTile: o.maxTile, batch: o.batch, callPixels: o.callPixels, small: o.small, needed });
+function tilesOf(model: Denoiser, o: FullResOptions, needed: Operator['generates']): ReturnType<typeof tiledDenoiser> {
+  return tiledDenoiser(model, { tile: o.tile, overlap: o.overlap, maxTile: o.maxTile, batch: o.batch, callPixels: o.callPixels, small: o.small, needed, settle: o.settle });
 }
 
 function cropOf(op: Operator, r: Rect): Operator {
