@@ -330,6 +330,7 @@ function completeWindow(img0: Float32Array, hole0: Uint8Array, w0: number, h0: n
     for (let q = 0; q < sources.length; q++) if (sources[q]) list.push(q);
     const targets = dilate(level.hole, level.w, level.h, r);
     nnf = initField(level, targets, sources, list, nnf, prev, rng);
+    if (prev) fromField(level, C, nnf);
     const rounds = prev ? ROUNDS : ROUNDS_COARSEST;
     const dist = new Float64Array(level.w * level.h);
     for (let k = 0; k < rounds; k++) {
@@ -384,6 +385,19 @@ function upsampleInto(coarse: Level, fine: Level, C: number): void {
       const q = (y >> 1) * coarse.w + (x >> 1);
       for (let c = 0; c < C; c++) fine.img[p * C + c] = coarse.img[q * C + c];
     }
+  }
+}
+
+/**
+ * Every hole pixel from its own target's source (the field carried up from the coarser level): the finer level's
+ * pixels of what the coarser level copied, texture included, instead of the coarse values enlarged (a blur that the
+ * search then matched best with smooth sources).
+ */
+function fromField(l: Level, C: number, nnf: Int32Array): void {
+  const { img, hole } = l;
+  for (let p = 0; p < hole.length; p++) {
+    if (!hole[p] || nnf[p] < 0) continue;
+    for (let c = 0; c < C; c++) img[p * C + c] = img[nnf[p] * C + c];
   }
 }
 
