@@ -11,10 +11,15 @@
 //   node bench/inpaint.mjs [--model PATH] [--set eval|train] [--crop 256] [--full-every 6] [--no-full] [--no-crops]
 //                          [--families box,strokes,object64,object100] [--fills smooth,patch,auto] [--cm-args "..."]
 //                          [--threads 1] [--python /usr/bin/python3] [--out DIR] [--smoke]
+//                          [--groups kodak-crops,set5-crops,kodak-whole,set5-whole] [--merge]
+// --groups: only these groups of photos (default all; --no-crops / --no-full drop theirs).
+// --merge: keep the rows (and, in a row measured again, the methods not run again) of the results file already in
+// --out, replacing what this run measured: a slow benchmark run in parts (e.g. two processes at once, or --fills
+// patch,auto after a change to the patch fill) adds up to one table. Each row records its date and code.
 // --smoke: two Kodak24 crops and one Set5 crop, object64 holes only, no whole photos (a test runs it on the tiny model).
 // --set train measures training photos instead (for choosing defaults: never tune on the evaluation photos).
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -60,6 +65,10 @@ function trainPhotos(n) {
   const stride = Math.max(1, Math.floor(all.length / n));
   return all.filter((_, i) => i % stride === 0).slice(0, n);
 }
+const GROUP_KEYS = { 'kodak-crops': 'Kodak24 crops', 'set5-crops': 'Set5 crops', 'kodak-whole': 'Kodak24 whole photos', 'set5-whole': 'Set5 whole photos' };
+const only = typeof flags.groups === 'string' ? flags.groups.split(',') : null;
+for (const k of only ?? []) if (!GROUP_KEYS[k]) throw new Error(`--groups: unknown group ${k} (one of ${Object.keys(GROUP_KEYS).join(', ')})`);
+const merge = flags.merge === true;
 const groups = [];
 if (set === 'train') {
   const paths = trainPhotos(Number(flags.photos ?? (smoke ? 2 : 24)));
@@ -76,6 +85,8 @@ if (set === 'train') {
     groups.push({ label: 'Set5 whole photos', paths: set5, crop: false });
   }
 }
+
+if (only) groups.splice(0, groups.length, ...groups.filter((g) => only.some((k) => GROUP_KEYS[k] === g.label)));
 
 const toT = (img) => toTensor(Tensor, img);
 const toI = toImg;
@@ -141,7 +152,7 @@ for (const g of groups) {
       for (const m of pyMethods) for (const it of items) add(m, it, await load(join(base, m, `${it.stem}.png`)));
     } else log(`baselines: ${py.stdout.trim() || py.stderr.trim().split('\n').pop()} (skipped)`);
     const methods = ['harmonic fill', ...pyMethods, ...fills.map((f) => `cm --fill ${f}`)];
-    const row = { group: g.label, family: fam, holes: items.length, methods: {}, secondsPerImage: timing };
+    const row = { group: g.label, family: fam, holes: items.length, date: new Date().toISOString(), code: codeVersion().commit, methods: {}, secondsPerImage: timing };
     for (const m of methods) {
       const ps = items.map((it) => it.outs[m].psnr);
       const ts = items.map((it) => it.outs[m].texture);
@@ -213,9 +224,11 @@ async function writeReport(final) {
     `Holes: box (the centred half-width, half-height box), strokes (5 brush polylines), object64 / object100 (a blob of about 64x64 / 100x100). ` +
     `Each cell: PSNR inside the hole (dB, mean) / texture inside the hole relative to the photo's (median over holes; mean in the JSON). ` +
     `Targets: texture 0.5 to 1.5, PSNR at most 1.5 dB under the harmonic fill (met: yes/no after cm's cells).\n\n`;
-  const methodNames = [...new Set(rows.flatMap((r) => Object.keys(r.methods)))];
+  const base = set === 'train' ? 'inpaint-train' : 'inpaint';
+  const all = merge ? mergedRows(join(outDir, `${base}.json`), rows) : rows;
+  const methodNames = [...new Set(all.flatMap((r) => Object.keys(r.methods)))];
   md += `| holes | ${methodNames.join(' | ')} |\n|${'---|'.repeat(methodNames.length + 1)}\n`;
-  for (const r of rows) {
+  for (const r of all) {
     const h = r.methods['harmonic fill'];
     const cells = methodNames.map((m) => {
       const v = r.methods[m];
@@ -226,10 +239,28 @@ async function writeReport(final) {
     md += `| ${r.group}, ${r.family} (${r.holes}) | ${cells.join(' | ')} |\n`;
   }
   md += `\nSeconds per image (the CLI's wall time over the group, model load included): ` +
-    rows.map((r) => `${r.group} ${r.family}: ${Object.entries(r.secondsPerImage).map(([k, v]) => `${k.replace('cm --fill ', '')} ${v}`).join(', ')}`).join('; ') + '.\n';
+    all.map((r) => `${r.group} ${r.family}: ${Object.entries(r.secondsPerImage).map(([k, v]) => `${k.replace('cm --fill ', '')} ${v}`).join(', ')}`).join('; ') + '.\n';
   md += `\nContact sheets (100%; columns: input | ${methodNames.join(' | ')} | truth): ${sheetPaths.map((p) => p.replace(ROOT, '')).join(', ')} (git-ignored).\n`;
-  const base = set === 'train' ? 'inpaint-train' : 'inpaint';
+  if (merge) md += `\nRows measured at different times (--merge): each row's date and code are in ${base}.json.\n`;
   writeFileSync(join(outDir, `${base}.md`), md);
-  writeFileSync(join(outDir, `${base}.json`), JSON.stringify({ meta, rows }, null, 1));
+  writeFileSync(join(outDir, `${base}.json`), JSON.stringify({ meta, rows: all }, null, 1));
   if (final) process.stdout.write(md);
+}
+/**
+ * The rows of the results file at `path` (read again at every write, so two runs at once, on other groups, add up)
+ * with this run's rows put in: a row of the same group and family keeps the methods this run did not measure, and
+ * their times. Sorted in the benchmark's order of groups and families.
+ */
+function mergedRows(path, fresh) {
+  const out = existsSync(path) ? JSON.parse(readFileSync(path, 'utf8')).rows : [];
+  for (const r of fresh) {
+    const i = out.findIndex((o) => o.group === r.group && o.family === r.family);
+    if (i < 0) out.push(r);
+    else {
+      out[i] = { ...r, methods: { ...out[i].methods, ...r.methods }, secondsPerImage: { ...out[i].secondsPerImage, ...r.secondsPerImage } };
+    }
+  }
+  const order = Object.values(GROUP_KEYS);
+  const fams = HOLE_FAMILIES;
+  return out.sort((a, b) => order.indexOf(a.group) - order.indexOf(b.group) || fams.indexOf(a.family) - fams.indexOf(b.family));
 }
