@@ -65,12 +65,12 @@ async function denoiser(steps) {
       const [out] = await editFullResolution(model, [{ operator: unconstrained(new Tensor(1, 3, h, w, planes)), seed, scales: 'tiles' }], {
         ...call,
         small: file.card.resolution,
-        first: { sigmas: s.plan.sigmas, start: s.start, eta: s.eta, samples: s.samples },
+        first: { sigmas: s.plan.sigmas, start: s.start, eta: s.eta, samples: s.samples, views: s.views },
         refine: s.refine,
         sigmaMin: file.card.grid.sigmaMin,
         startIsNoisy: true,
       });
-      return { out: out.data, evaluations: evaluations(s.plan) * s.samples, plan: { eta: s.eta, samples: s.samples } };
+      return { out: out.data, evaluations: evaluations(s.plan) * s.samples, plan: { eta: s.eta, samples: s.samples, views: s.views } };
     },
   };
 }
@@ -192,7 +192,7 @@ function markdown({ meta, denoise, superres }) {
     if (denoise.rows.noisy) lines.push(`| the noisy input | ${denoise.sigmas.map((s) => f(denoise.rows.noisy[s])).join(' | ')} | measured |`);
     for (const [label, r] of Object.entries(denoise.rows)) {
       if (label === 'noisy') continue;
-      lines.push(`| **${label}** (${r.evaluations} evaluation${r.evaluations === 1 ? '' : 's'}${r.plan.samples > 1 ? `, ${r.plan.samples} samples averaged` : ''}, eta ${r.plan.eta}) | ${denoise.sigmas.map((s) => `**${f(r.psnr[s])}**`).join(' | ')} | measured here |`);
+      lines.push(`| **${label}** (${r.evaluations} evaluation${r.evaluations === 1 ? '' : 's'}${r.plan.samples > 1 ? `, ${r.plan.samples} samples averaged` : ''}, eta ${r.plan.eta}${r.plan.views ? ', a flip or rotation per step' : ''}) | ${denoise.sigmas.map((s) => `**${f(r.psnr[s])}**`).join(' | ')} | measured here |`);
     }
     for (const p of PUBLISHED_KODAK24) lines.push(`| ${p.method} | ${denoise.sigmas.map((s) => f(p[s])).join(' | ')} | ${p.source} |`);
     lines.push('');
