@@ -181,24 +181,12 @@ export function surroundTexture(y: Tensor, fill: Tensor, n: number, r: Rect): nu
 
 /** The bounding box of the set pixels, `margin` wider on every side where the plane allows. */
 function boxOf(set: Uint8Array, w: number, h: number, margin: number): Rect {
-  let x0 = w;
-  let x1 = -1;
-  let y0 = h;
-  let y1 = -1;
-  for (let q = 0; q < set.length; q++) {
-    if (!set[q]) continue;
-    const x = q % w;
-    const y = (q - x) / w;
-    x0 = Math.min(x0, x);
-    x1 = Math.max(x1, x);
-    y0 = Math.min(y0, y);
-    y1 = Math.max(y1, y);
-  }
-  if (x1 < 0) return { x: 0, y: 0, w: 0, h: 0 };
-  x0 = Math.max(0, x0 - margin);
-  y0 = Math.max(0, y0 - margin);
-  x1 = Math.min(w - 1, x1 + margin);
-  y1 = Math.min(h - 1, y1 + margin);
+  const b = maskBounds(set, w, h);
+  if (!b) return { x: 0, y: 0, w: 0, h: 0 };
+  const x0 = Math.max(0, b.x0 - margin);
+  const y0 = Math.max(0, b.y0 - margin);
+  const x1 = Math.min(w - 1, b.x1 + margin);
+  const y1 = Math.min(h - 1, b.y1 + margin);
   return { x: x0, y: y0, w: x1 - x0 + 1, h: y1 - y0 + 1 };
 }
 
