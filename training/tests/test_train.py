@@ -92,10 +92,7 @@ def test_a_few_steps_lower_the_loss():
 
 
 def test_cli_saves_and_resumes(tmp_path):
-    data = tmp_path / "photos"
-    data.mkdir()
-    for i, img in enumerate(synthetic_images(12, 24, seed=1)):
-        Image.fromarray(((img.numpy().transpose(1, 2, 0) + 1) * 127.5).astype(np.uint8)).save(data / f"p{i}.png")
+    data = _photos(tmp_path)
     out = tmp_path / "run"
     common = ["--out", str(out), "--data", str(data), "--preset", "tiny", "--crop", "16", "--batch", "4",
               "--threads", "1", "--val-percent", "50", "--pretrain-iters", "2", "--stage-iters", "2", "--log-every", "1", "--val-crop", "16"]
@@ -237,10 +234,7 @@ def test_thread_chooser_keeps_the_faster_count():
 
 
 def test_a_resumed_run_may_change_its_dropout(tmp_path):
-    data = tmp_path / "photos"
-    data.mkdir()
-    for i, img in enumerate(synthetic_images(12, 24, seed=1)):
-        Image.fromarray(((img.numpy().transpose(1, 2, 0) + 1) * 127.5).astype(np.uint8)).save(data / f"p{i}.png")
+    data = _photos(tmp_path)
     out = tmp_path / "run"
     common = ["--out", str(out), "--data", str(data), "--preset", "tiny", "--crop", "16", "--batch", "2",
               "--threads", "1", "--val-percent", "50", "--log-every", "1", "--val-crop", "16", "--val-crops", "2"]
