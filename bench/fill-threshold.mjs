@@ -7,10 +7,10 @@
 // at sigma 0.004: it changes little).
 //
 //   node bench/fill-threshold.mjs [--photos 48] [--size 192] [--families object64,strokes] [--out bench/results/fill-threshold.md]
-import { readdirSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
+import { writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseFlags, ROOT, round } from './lib/common.mjs';
-import { cropsOf } from './lib/data.mjs';
+import { cropsOf, trainingPhotoPaths } from './lib/data.mjs';
 import { toImg, toTensor } from './lib/estimates.mjs';
 import { makeHole } from './lib/holes.mjs';
 import { load } from './lib/images.mjs';
@@ -26,17 +26,8 @@ const nPhotos = Number(flags.photos ?? 48);
 const size = Number(flags.size ?? 192);
 const families = String(flags.families ?? 'object64,strokes').split(',');
 const outPath = flags.out ?? join(ROOT, 'bench', 'results', 'fill-threshold.md');
-const TRAIN_DIR = process.env.CM_TRAIN_DIR ?? join(ROOT, '..', 'shared', 'data', 'train');
 
-const all = [];
-const walk = (d) => {
-  for (const f of readdirSync(d).sort()) {
-    const p = join(d, f);
-    if (statSync(p).isDirectory()) walk(p);
-    else if (/\.(jpe?g|png)$/i.test(f)) all.push(p);
-  }
-};
-walk(TRAIN_DIR);
+const all = trainingPhotoPaths();
 const stride = Math.max(1, Math.floor(all.length / nPhotos));
 const toT = (img) => toTensor(Tensor, img);
 const toI = toImg;

@@ -19,12 +19,12 @@
 // --smoke: two Kodak24 crops and one Set5 crop, object64 holes only, no whole photos (a test runs it on the tiny model).
 // --set train measures training photos instead (for choosing defaults: never tune on the evaluation photos).
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { chooseModel, codeVersion, machine, parseFlags, records, RESULTS, ROOT, round, runCli } from './lib/common.mjs';
-import { cropsOf, cropToMultiple, maskPlane, photoPaths, withHole } from './lib/data.mjs';
+import { cropsOf, cropToMultiple, maskPlane, photoPaths, trainingPhotoPaths, withHole } from './lib/data.mjs';
 import { toImg, toTensor } from './lib/estimates.mjs';
 import { HOLE_FAMILIES, makeHole } from './lib/holes.mjs';
 import { crop, load, saveGrayPng, savePng } from './lib/images.mjs';
@@ -53,15 +53,7 @@ const { classicalFill } = await dist('editing/inpaint.js');
 
 // ---- photos ---------------------------------------------------------------------------------------------------------
 function trainPhotos(n) {
-  const all = [];
-  const walk = (d) => {
-    for (const f of readdirSync(d).sort()) {
-      const p = join(d, f);
-      if (statSync(p).isDirectory()) walk(p);
-      else if (/\.(jpe?g|png)$/i.test(f)) all.push(p);
-    }
-  };
-  walk(process.env.CM_TRAIN_DIR ?? join(ROOT, '..', 'shared', 'data', 'train'));
+  const all = trainingPhotoPaths();
   const stride = Math.max(1, Math.floor(all.length / n));
   return all.filter((_, i) => i % stride === 0).slice(0, n);
 }

@@ -9,10 +9,10 @@
 //
 // Blockiness: the energy of pixel differences across the p x p patch borders over that inside patches, relative to
 // the ground truth's (bench/lib/metrics.mjs blockinessRatio), mean over crops; PSNR against the ground truth.
-import { readdirSync, statSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { machine, parseFlags, ROOT } from './lib/common.mjs';
-import { cropsOf } from './lib/data.mjs';
+import { cropsOf, TRAIN_DIR, trainingPhotoPaths } from './lib/data.mjs';
 import { boxDown, load } from './lib/images.mjs';
 import { blockinessRatio, mean, psnr } from './lib/metrics.mjs';
 import { toImg, toTensor } from './lib/estimates.mjs';
@@ -34,22 +34,9 @@ const nCrops = Number(flags.crops ?? 48);
 const factors = String(flags.factors ?? '2,4,8').split(',').map(Number);
 const corrections = String(flags.corrections ?? 'smooth,lanczos,orthogonal').split(',');
 const outPath = flags.out ?? join(ROOT, 'bench', 'results', 'superres-stages.md');
-const TRAIN_DIR = process.env.CM_TRAIN_DIR ?? join(ROOT, '..', 'shared', 'data', 'train');
 
-function listPhotos(root) {
-  const out = [];
-  const walk = (d) => {
-    for (const f of readdirSync(d).sort()) {
-      const p = join(d, f);
-      if (statSync(p).isDirectory()) walk(p);
-      else if (/\.(jpe?g|png|webp)$/i.test(f)) out.push(p);
-    }
-  };
-  walk(root);
-  return out;
-}
 // Full-scale photos (not COCO's small ones) for texture; every k-th for variety.
-const paths = listPhotos(TRAIN_DIR).filter((p) => !relative(TRAIN_DIR, p).startsWith('coco'));
+const paths = trainingPhotoPaths().filter((p) => !relative(TRAIN_DIR, p).startsWith('coco'));
 const file = await readModelFile(modelPath);
 const { grid, resolution: RES } = file.card;
 const model = await loadModel(file, { device: 'cpu', threads: Number(flags.threads ?? 1), inline: true, precision: 'float' });

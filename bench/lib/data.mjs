@@ -1,10 +1,28 @@
 // Benchmark inputs made on the fly from the held-out photos: fixed crops, masks, stroke paintings. Nothing here is
 // written into the repository; the quality script writes inputs to a temporary folder only.
-import { readdirSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { ROOT } from './common.mjs';
 import { blank, crop, gaussianBlur, load, rng } from './images.mjs';
 
 export const EVAL_DIR = process.env.CM_EVAL_DIR ?? '/work/shared/data/eval';
+
+/** The training photos (for choices and calibration; never the evaluation ones). */
+export const TRAIN_DIR = process.env.CM_TRAIN_DIR ?? join(ROOT, '..', 'shared', 'data', 'train');
+
+/** Every photo under a folder tree (the training photos by default), in a fixed order. */
+export function trainingPhotoPaths(root = TRAIN_DIR) {
+  const out = [];
+  const walk = (d) => {
+    for (const f of readdirSync(d).sort()) {
+      const p = join(d, f);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (/\.(jpe?g|png|webp)$/i.test(f)) out.push(p);
+    }
+  };
+  walk(root);
+  return out;
+}
 
 export function photoPaths(set) {
   const dir = join(EVAL_DIR, set);
