@@ -2,14 +2,18 @@
 // Seconds per output megapixel of every task, another build's CLI ("before") against this one's ("after"), defaults,
 // same inputs, alternating, whole process under /usr/bin/time (wall, CPU, peak RSS). Issue 19's README table.
 //
-//   node bench/before-after.mjs OTHER/bin/cm.js [--rounds N]
+//   node bench/before-after.mjs OTHER/bin/cm.js [--rounds N] [--before-env NAME=VALUE]
+//
+// --before-env sets a variable for the "before" runs only: `node bench/before-after.mjs bin/cm.js --before-env
+// CM_INFERENCE_PROCESSES=1` measures this build in one inference process against its default. The last outputs of
+// the two are compared byte for byte (column "same output").
 //
 // UpscalerJS's esrgan-slim and -medium (bench/upscalerjs.mjs) run on the crop too, alternating with the two builds.
 //
 // Inputs: Kodak24 image 1 (768x512), its 4x box-down (superres), its gray version (colorize), a centred quarter box
 // (inpaint), and its 256x256 centre crop (superres x4 to 1024x1024, the peer's input). Prints JSON and a Markdown table.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -23,6 +27,11 @@ if (!other || other.startsWith('--')) {
   process.exit(2);
 }
 const rounds = Number(flags.rounds ?? 1);
+const beforeEnv = {};
+if (typeof flags['before-env'] === 'string') {
+  const [k, ...v] = flags['before-env'].split('=');
+  beforeEnv[k] = v.join('=');
+}
 const sharp = (await import('sharp')).default;
 const W = mkdtempSync(join(tmpdir(), 'cm-before-after-'));
 const src = photoPaths('kodak24')[0];
@@ -35,10 +44,10 @@ const mask = Buffer.alloc(w * h);
 for (let y = h / 4; y < (3 * h) / 4; y++) for (let x = w / 4; x < (3 * w) / 4; x++) mask[y * w + x] = 255;
 await sharp(mask, { raw: { width: w, height: h, channels: 1 } }).png().toFile(join(W, 'mask.png'));
 
-const run = (args) =>
+const run = (args, env = {}) =>
   new Promise((resolve) => {
     const t0 = performance.now();
-    const c = spawn('/usr/bin/time', ['-f', 'cm-time %M %U %S', process.execPath, ...args], { env: { ...process.env, ORT_DISABLE_TELEMETRY: '1' } });
+    const c = spawn('/usr/bin/time', ['-f', 'cm-time %M %U %S', process.execPath, ...args], { env: { ...process.env, ORT_DISABLE_TELEMETRY: '1', ...env } });
     let e = '';
     c.stderr.on('data', (d) => (e += d));
     c.on('close', (code) => {
@@ -62,9 +71,11 @@ const peer = {};
 for (const [name, args, pixels] of tasks) {
   for (let r = 0; r < rounds; r++) {
     for (const [who, cli] of builds) {
-      const x = await run([cli, ...args, '-o', join(W, 'out.png'), '--force', '-q', '--seed', '0', '--device', 'cpu']);
+      const x = await run([cli, ...args, '-o', join(W, `out-${who}.png`), '--force', '-q', '--seed', '0', '--device', 'cpu'], who === 'before' ? beforeEnv : {});
       ((out[name] ??= {})[who] ??= []).push({ ...x, secondsPerMP: x.wall / (pixels / 1e6) });
     }
+    const [b, a] = ['before', 'after'].map((who) => (existsSync(join(W, `out-${who}.png`)) ? readFileSync(join(W, `out-${who}.png`)) : null));
+    out[name].same = b !== null && a !== null && b.equals(a);
     if (name === tasks[0][0]) {
       for (const which of ['slim', 'medium']) {
         const x = await run([join(ROOT, 'bench', 'upscalerjs.mjs'), which, join(W, 'in256.png'), join(W, 'peer.png')]);
@@ -75,15 +86,15 @@ for (const [name, args, pixels] of tasks) {
 }
 rmSync(W, { recursive: true, force: true });
 const med = (a) => [...a].sort((p, q) => p - q)[Math.floor((a.length - 1) / 2)];
-process.stdout.write(`${JSON.stringify({ ...out, peer })}\n\n| task | before s / MP | after s / MP | before CPU s | after CPU s | after / before (wall) |\n|---|---|---|---|---|---|\n`);
+process.stdout.write(`${JSON.stringify({ ...out, peer })}\n\n| task | before s / MP | after s / MP | before CPU s | after CPU s | after / before (wall) | same output |\n|---|---|---|---|---|---|---|\n`);
 for (const [n, v] of Object.entries(out)) {
   const [b, a] = [v.before, v.after];
   if (b.some((x) => x.code) || a.some((x) => x.code)) {
-    process.stdout.write(`| ${n} | failed: ${[...b, ...a].find((x) => x.code).error} | | | | |\n`);
+    process.stdout.write(`| ${n} | failed: ${[...b, ...a].find((x) => x.code).error} | | | | | |\n`);
     continue;
   }
   const [bs, as] = [med(b.map((x) => x.secondsPerMP)), med(a.map((x) => x.secondsPerMP))];
-  process.stdout.write(`| ${n} | ${bs.toFixed(1)} | ${as.toFixed(1)} | ${med(b.map((x) => x.cpu)).toFixed(1)} | ${med(a.map((x) => x.cpu)).toFixed(1)} | ${(as / bs).toFixed(2)} |\n`);
+  process.stdout.write(`| ${n} | ${bs.toFixed(1)} | ${as.toFixed(1)} | ${med(b.map((x) => x.cpu)).toFixed(1)} | ${med(a.map((x) => x.cpu)).toFixed(1)} | ${(as / bs).toFixed(2)} | ${v.same ? 'yes' : 'no'} |\n`);
 }
 const crop = out[tasks[0][0]];
 const wallOf = (xs) => med(xs.map((x) => x.wall));

@@ -14,7 +14,7 @@
 // above its estimate. Writes memory.json and memory.md into --out (default bench/results; --smoke: a temporary
 // folder, small sizes).
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { chooseModel, CLI, codeVersion, machine, parseFlags, records, RESULTS, ROOT, round } from './lib/common.mjs';
@@ -26,6 +26,9 @@ const smoke = flags.smoke === true;
 const outDir = typeof flags.out === 'string' ? flags.out : smoke ? join(tmpdir(), 'cm-bench-smoke') : RESULTS;
 const model = await chooseModel(flags.model);
 const { estimatePeak, callPixelsBound, MEMORY_MODEL } = await import(join(ROOT, 'dist', 'commands', 'memory.js'));
+const { planProcesses } = await import(join(ROOT, 'dist', 'runtime', 'processes.js'));
+// The CLI's inference processes on this machine (--threads 0), as its memory check counts them.
+const PROCESSES = planProcesses(0, availableParallelism(), process.env.CM_INFERENCE_PROCESSES).processes;
 mkdirSync(outDir, { recursive: true });
 const work = mkdtempSync(join(tmpdir(), 'cm-bench-memory-'));
 const t0 = Date.now();
@@ -140,14 +143,15 @@ for (const t of TASKS) {
   const f = line(pts);
   fits[t.task] = { baseMiB: mb(f.intercept), bytesPerPixel: round(f.slope, 1), worstResidualMiB: mb(Math.max(...pts.map(([x, y]) => y - f.intercept - f.slope * x))) };
 }
-const wf = line(workerCases.map((c) => [c.callPixels, c.memory.worker]));
+// Per inference process: the workers' peaks (added) over their count.
+const wf = line(workerCases.map((c) => [c.callPixels, c.memory.worker / PROCESSES]));
 fits.worker = { baseMiB: mb(wf.intercept), bytesPerCallPixel: round(wf.slope, 1) };
 
 // The CLI's own defaults on the CPU: 4 tiles a call, as many fitted tiles as hold 4 of 128 (see perCall in common.ts).
 const defaultTiling = { tile: 128, maxTile: 192, batch: 4, callPixels: 4 * 128 * 128 };
 const estimateOf = (c) => {
   const tiling = c.batch === null ? defaultTiling : { tile: c.tile, maxTile: c.tile, batch: c.batch };
-  return estimatePeak(c.task, { pixels: c.pixels, fileBytes: c.fileBytes, samples: c.samples, callPixels: callPixelsBound(tiling), modelBytes: statSync(model).size });
+  return estimatePeak(c.task, { pixels: c.pixels, fileBytes: c.fileBytes, samples: c.samples, callPixels: callPixelsBound(tiling), modelBytes: statSync(model).size, processes: PROCESSES });
 };
 const checked = [...cases, ...workerCases, samples.two].map((c) => ({ ...c, estimate: estimateOf(c), ratio: round(estimateOf(c) / c.memory.total, 2) }));
 const under = checked.filter((c) => c.estimate < c.memory.total);

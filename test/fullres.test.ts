@@ -131,6 +131,47 @@ describe('tiles', () => {
     expect(maxAbsDiff(await one.denoise(x, sigma), a)).toBeGreaterThan(0);
   });
 
+  test('calls in flight at once (a model of several processes): same bits, answers taken in grid order, failures reported', async () => {
+    const x = randomTensor(6, 1, 3, 150, 200);
+    const sigma = new Float32Array([0.5]);
+    const plain = await tiledDenoiser(tileAware(), { tile: 64, overlap: 8, batch: 4 }).denoise(x, sigma);
+    // Answers come back out of order (a later call sooner), as from two processes that run at different speeds.
+    let inFlight = 0;
+    let most = 0;
+    const sizes: number[] = [];
+    const inner = tileAware(sizes);
+    const racing = (parallel: number, failAt = -1): Denoiser => {
+      let k = 0;
+      return {
+        parallel,
+        async denoise(t, s) {
+          const call = k++;
+          inFlight++;
+          most = Math.max(most, inFlight);
+          await new Promise((r) => setTimeout(r, call % 2 === 0 ? 6 : 1));
+          inFlight--;
+          if (call === failAt) throw new Error(`call ${call} failed`);
+          return inner.denoise(t, s);
+        },
+      };
+    };
+    const two = await tiledDenoiser(racing(2), { tile: 64, overlap: 8, batch: 4 }).denoise(x, sigma);
+    expect(maxAbsDiff(two, plain)).toBe(0);
+    expect(most).toBe(2);
+    const tiles = tileStarts(200, 64, 8, 0).length * tileStarts(150, 64, 8, 0).length;
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(tiles);
+    // Few tiles: split so that every process has some (4 tiles in two calls of 2, not one call of 4).
+    sizes.length = 0;
+    const small = randomTensor(7, 1, 3, 100, 100);
+    const whole = await tiledDenoiser(tileAware(), { tile: 64, overlap: 8, batch: 4 }).denoise(small, sigma);
+    expect(maxAbsDiff(await tiledDenoiser(racing(2), { tile: 64, overlap: 8, batch: 4 }).denoise(small, sigma), whole)).toBe(0);
+    expect(sizes).toEqual([2, 2]);
+    // A call that fails while another is in flight fails the evaluation (and leaves no unhandled rejection behind).
+    most = 0;
+    await expect(tiledDenoiser(racing(3, 1), { tile: 64, overlap: 8, batch: 2 }).denoise(x, sigma)).rejects.toThrow('call 1 failed');
+    expect(most).toBe(3);
+  });
+
   test('images smaller than a tile are mirrored out and cropped back; skipped tiles pass their input', async () => {
     const x = randomTensor(6, 1, 3, 40, 50);
     const padded = mirrorPad(x, 64, 64);

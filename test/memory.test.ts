@@ -47,6 +47,7 @@ describe('the estimate', () => {
     samples: fc.integer({ min: 1, max: 8 }),
     callPixels: fc.integer({ min: 64, max: 1 << 22 }),
     modelBytes: fc.integer({ min: 0, max: 1 << 30 }),
+    processes: fc.integer({ min: 1, max: 8 }),
   });
 
   fcTest.prop([fc.constantFrom(...TASKS), others, fc.integer({ min: 1, max: 1e9 }), fc.integer({ min: 1, max: 1e9 })])(
@@ -68,11 +69,21 @@ describe('the estimate', () => {
   );
 
   test.each(TASKS)('%s of a 12-megapixel photo (4000 x 3000, 4 samples) fits in 4 GiB', (task) => {
-    const need = estimatePeak(task, { pixels: 4000 * 3000, fileBytes: 30 << 20, samples: 4, callPixels: CPU_CALL, modelBytes: 7 << 20 });
+    const need = estimatePeak(task, { pixels: 4000 * 3000, fileBytes: 30 << 20, samples: 4, callPixels: CPU_CALL, modelBytes: 7 << 20, processes: 2 });
     expect(need).toBeLessThan(4 * 2 ** 30);
   });
 
+  test('each inference process adds the worker base, one call of activations (with the margin) and twice the model file', () => {
+    const c = { pixels: 3000 * 2000, fileBytes: 1 << 20, samples: 1, callPixels: CPU_CALL, modelBytes: 7 << 20 };
+    const perProcess = MEMORY_MODEL.margin * (MEMORY_MODEL.worker.base + MEMORY_MODEL.worker.perCallPixel * CPU_CALL) + 2 * (7 << 20);
+    for (const task of TASKS) {
+      const one = estimatePeak(task, { ...c, processes: 1 });
+      expect(Math.abs(estimatePeak(task, { ...c, processes: 2 }) - one - perProcess)).toBeLessThanOrEqual(1);
+      expect(Math.abs(estimatePeak(task, { ...c, processes: 4 }) - one - 3 * perProcess)).toBeLessThanOrEqual(1);
+    }
+  });
+
   test('a 16000 x 16000 colorize needs more than 24 GiB (about 100 bytes a pixel, with the margin)', () => {
-    expect(estimatePeak('colorize', { pixels: 16000 * 16000, fileBytes: 250e3, samples: 1, callPixels: CPU_CALL, modelBytes: 7 << 20 })).toBeGreaterThan(24 * 2 ** 30);
+    expect(estimatePeak('colorize', { pixels: 16000 * 16000, fileBytes: 250e3, samples: 1, callPixels: CPU_CALL, modelBytes: 7 << 20, processes: 1 })).toBeGreaterThan(24 * 2 ** 30);
   });
 });

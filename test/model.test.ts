@@ -2,6 +2,7 @@
  * The model contract: metadata reading, card checks, and the tiny test model run by onnxruntime-node against the
  * PyTorch reference outputs that its export script wrote.
  */
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import { ModelError } from '../src/errors.js';
@@ -24,6 +25,9 @@ const GOOD: Record<string, string> = {
   'cm.num_classes': '0',
   'cm.name': 'test',
 };
+
+const x0 = (): Tensor => new Tensor(16, 3, 64, 64).map((_, i) => Math.cos(i * 0.01));
+const s0 = (): Float32Array => new Float32Array(16).fill(0.5);
 
 function f32(b64: string): Float32Array {
   const b = Buffer.from(b64, 'base64');
@@ -143,6 +147,70 @@ describe('tiny test model on onnxruntime-node (cpu)', () => {
       await inline.dispose();
     }
   });
+
+  test('two inference processes: the second starts when a call could use it, takes half the work, gives the same bits, and abort and dispose stop both', async () => {
+    const file = await readModelFile(TINY_MODEL);
+    const workers = (): number[] =>
+      spawnSync('ps', ['--ppid', String(process.pid), '-o', 'pid=,args='], { encoding: 'utf8' })
+        .stdout.split('\n')
+        .filter((l) => l.includes('runtime/worker.js'))
+        .map((l) => Number(l.trim().split(/\s+/)[0]));
+    // CPU seconds a process has used (utime + stime).
+    const cpu = (pid: number): number => {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return (Number(f[11]) + Number(f[12])) / 100;
+    };
+    const before = workers();
+    const mine = (): number[] => workers().filter((p) => !before.includes(p));
+    const gone = async (): Promise<void> => {
+      for (let i = 0; i < 100 && mine().length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(mine()).toEqual([]);
+    };
+    const [pool, inline] = await Promise.all([
+      loadModel(file, { device: 'cpu', threads: 2 }),
+      loadModel(file, { device: 'cpu', threads: 1, inline: true }),
+    ]);
+    try {
+      expect([pool.parallel, pool.threads]).toEqual([2, { first: 2, others: 1 }]);
+      const x = new Tensor(32, 3, 64, 64).map((_, i) => Math.sin(i * 0.013));
+      const sigma = Float32Array.from({ length: 32 }, (_, i) => 0.01 * 1.3 ** i);
+      const want = await inline.denoise(x, sigma);
+      const same = (o: Tensor): boolean => Buffer.from(o.data.buffer).equals(Buffer.from(want.data.buffer));
+      // Calls of one image, one at a time, never start another process.
+      const one = new Tensor(1, 3, 64, 64, x.data.slice(0, x.imageSize));
+      for (let i = 0; i < 20; i++) await pool.denoise(one, sigma.slice(0, 1));
+      expect(mine().length).toBe(1);
+      // A call of several images starts the second; until it is open the first does everything.
+      expect(same(await pool.denoise(x, sigma))).toBe(true);
+      expect(mine().length).toBe(2);
+      await new Promise((r) => setTimeout(r, 1500)); // its session is open by now
+      const [a, b] = mine();
+      const [a0, b0] = [cpu(a), cpu(b)];
+      // Split single calls and overlapping calls: both processes work, and every image comes out as from one session.
+      for (let round = 0; round < 6; round++) expect(same(await pool.denoise(x, sigma))).toBe(true);
+      for (let round = 0; round < 6; round++) {
+        for (const o of await Promise.all([pool.denoise(x, sigma), pool.denoise(x, sigma)])) expect(same(o)).toBe(true);
+      }
+      const [da, db] = [cpu(a) - a0, cpu(b) - b0];
+      expect(Math.min(da, db)).toBeGreaterThan(0.25 * (da + db));
+      const stop = new Error('stopped by the test');
+      const calls = [0, 1, 2, 3].map(() => pool.denoise(new Tensor(64, 3, 64, 64), new Float32Array(64).fill(1)));
+      setTimeout(() => pool.abort(stop), 100);
+      for (const c of calls) await expect(c).rejects.toBe(stop);
+      await expect(pool.denoise(x, sigma)).rejects.toBe(stop);
+      await gone();
+    } finally {
+      await pool.dispose();
+      await inline.dispose();
+    }
+    // dispose as soon as the second process is forked (it is still starting) ends both.
+    const quick = await loadModel(file, { device: 'cpu', threads: 2 });
+    await quick.denoise(x0(), s0());
+    expect(mine().length).toBe(2);
+    await quick.dispose();
+    await gone();
+  }, 60_000);
 
   test('a file that is not a cm model is a ModelError naming it', async () => {
     await expect(readModelFile('/nonexistent/m.onnx')).rejects.toThrow('/nonexistent/m.onnx: no such file');

@@ -1,4 +1,4 @@
-// The peak memory of a CLI run: the CLI process and its inference worker, each one's peak resident set size.
+// The peak memory of a CLI run: the CLI process and its inference workers, each one's peak resident set size.
 //
 // The CLI runs under /usr/bin/time, whose %M is the largest peak RSS of the process tree (the kernel folds a reaped
 // child's peak into its parent's as a maximum, not a sum); meanwhile /proc is polled every few milliseconds for the
@@ -86,7 +86,8 @@ export function runWithPeak(cliPath, args, { cwd, env = {}, pollMs = 5 } = {}) {
       const m = /cm-maxrss-kb (\d+)\n?/.exec(stderr);
       const treeMax = m ? Number(m[1]) * 1024 : 0;
       stderr = stderr.replace(/cm-maxrss-kb \d+\n?/, '');
-      const worker = Math.max(0, ...[...hwm].filter(([pid]) => pid !== cliPid).map(([, v]) => v));
+      // The inference workers (two on a CPU of two or more cores: runtime/processes.ts), each at its own peak, added.
+      const worker = [...hwm].filter(([pid]) => pid !== cliPid).reduce((a, [, v]) => a + v, 0);
       const cliPolled = hwm.get(cliPid) ?? 0;
       // %M is the larger of the two peaks: the CLI's when it is above what the worker reached.
       const cli = treeMax > worker ? Math.max(treeMax, cliPolled) : cliPolled;

@@ -65,6 +65,12 @@ export class Batch {
     const precision = { event: 'precision', precision: model.precision.used, reason: model.precision.reason };
     if (args.debug) this.reporter.info(`precision ${model.precision.used} (${model.precision.reason})`, precision);
     else this.reporter.event(precision);
+    const count = (n: number): string => (n === 0 ? "onnxruntime's default threads" : `${n} thread${n === 1 ? '' : 's'}`);
+    const { first, others } = model.threads;
+    const inference = { event: 'inference', processes: model.parallel, threads: first, helperThreads: model.parallel > 1 ? others : null };
+    const said = model.parallel > 1 ? `up to ${model.parallel} processes (the first with ${count(first)}, the others with ${count(others)} each)` : `1 process with ${count(first)}`;
+    if (args.debug) this.reporter.info(`inference: ${said}`, inference);
+    else this.reporter.event(inference);
     if (args.device === 'auto' || model.device !== 'cpu') {
       const notes = [...(model.check ? [describeCheck(model.device, model.check)] : []), ...model.skipped];
       const id = model.device === 'cuda' ? ` ${args.gpuId ?? 0}` : '';

@@ -165,7 +165,7 @@ export function withCommonOptions<T>(y: Argv<T>, defaultSteps: number): Argv<T &
     .option('model', { alias: 'm', type: 'string', describe: 'Model file or installed model name (see: cm models)', requiresArg: true })
     .option('device', { choices: DEVICES, default: 'auto' as DeviceChoice, describe: 'Execution provider (auto: cuda, then cpu; webgpu only when asked)' })
     .option('gpu-id', { type: 'number', requiresArg: true, describe: 'CUDA device number (default 0)' })
-    .option('threads', { type: 'number', default: 0, describe: 'CPU threads for the model (0: onnxruntime default; at most 4 per core)' })
+    .option('threads', { type: 'number', default: 0, describe: 'CPU threads for the model (0: onnxruntime default; at most 4 per core); with 2 or more, a second inference process shares them' })
     .option('precision', {
       choices: PRECISIONS,
       default: 'auto' as PrecisionChoice,

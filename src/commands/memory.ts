@@ -1,8 +1,8 @@
 /**
  * The memory an edit will need, known before its image is decoded, and the memory there is. Each task's peak is a
  * line in the output's pixels, measured by `npm run bench:memory` (bench/memory.mjs) at three sizes per task on the
- * shipped model, plus the inference worker (its base and one model call's activations, which grow with --batch and
- * --tile), the averaging buffers of --samples K > 1 and the input file's bytes, all with a margin. The budget is
+ * shipped model, plus each inference worker process (its base and one model call's activations, which grow with --batch
+ * and --tile), the averaging buffers of --samples K > 1 and the input file's bytes, all with a margin. The budget is
  * --max-memory, else the smaller of the machine's physical memory and its cgroup's limit.
  */
 import { totalmem } from 'node:os';
@@ -42,8 +42,10 @@ export interface MemoryCase {
   samples: number;
   /** The most pixels one model call holds (callPixelsBound). */
   callPixels: number;
-  /** The model file's bytes: the worker reads it and builds its weights from it (the shipped model's are in the base). */
+  /** The model file's bytes: each worker reads it and builds its weights from it (the shipped model's are in the base). */
   modelBytes: number;
+  /** Inference processes (the model's `parallel`): each has the worker's base, one call's activations and the weights. */
+  processes: number;
 }
 
 /** The most pixels in one model call: `batch` tiles of the largest side they may be fitted to, or the callPixels cap. */
@@ -56,7 +58,8 @@ export function callPixelsBound(t: { tile: number; maxTile?: number; batch: numb
 /** The parts of the estimate that do not grow with the image. */
 function fixedPart(task: MemoryTask, c: Omit<MemoryCase, 'pixels'>): { scaled: number; extra: number } {
   const m = MEMORY_MODEL;
-  return { scaled: m.tasks[task].base + m.worker.base + m.worker.perCallPixel * c.callPixels, extra: c.fileBytes + 2 * c.modelBytes };
+  const workers = Math.max(1, c.processes);
+  return { scaled: m.tasks[task].base + workers * (m.worker.base + m.worker.perCallPixel * c.callPixels), extra: c.fileBytes + 2 * workers * c.modelBytes };
 }
 
 function perPixel(task: MemoryTask, samples: number): number {
@@ -124,7 +127,7 @@ export function checkMemory(label: string, task: MemoryTask, size: { width: numb
   const fit = pixelsThatFit(task, c, budget.bytes);
   const ways = fit > 0 ? [`an image of at most ${(fit / 1e6).toFixed(1)} megapixels (resize or split it)`, ...hints] : [];
   if (c.samples > 1) ways.push('--samples 1');
-  const callShare = (MEMORY_MODEL.margin * MEMORY_MODEL.worker.perCallPixel * c.callPixels) / need;
+  const callShare = (MEMORY_MODEL.margin * Math.max(1, c.processes) * MEMORY_MODEL.worker.perCallPixel * c.callPixels) / need;
   if (callShare > 0.2) ways.push('a smaller --batch or --tile');
   ways.push(budget.given ? 'a larger --max-memory' : 'a larger --max-memory if there is swap');
   throw new InputError(

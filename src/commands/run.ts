@@ -141,7 +141,7 @@ export async function runImageTask<A extends ImageArgs & TaskOptions>(args: A, t
     if (pending.length === 0) return;
     const model = await batch.startModel(file, args);
     const tiling = taskTiling(args, file.card, model.device);
-    const memory = { samples: sampling.samples, callPixels: callPixelsBound(tiling), modelBytes: modelBytes(file.path) };
+    const memory = { samples: sampling.samples, callPixels: callPixelsBound(tiling), modelBytes: modelBytes(file.path), processes: model.parallel };
     // Refuse an image whose edit would not fit in memory from its header, before its pixels are decoded.
     const beforeDecode = ({ label, width, height, bytes }: { label: string; width: number; height: number; bytes: number }): void => {
       const size = spec.outputSize?.(args, width, height, label) ?? { width, height };

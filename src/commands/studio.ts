@@ -40,7 +40,7 @@ export const studioCommand: CommandModule<object, StudioArgs> = {
       .option('model', { alias: 'm', type: 'string', requiresArg: true, describe: 'Model file or installed model name (see: cm models)' })
       .option('device', { choices: DEVICES, default: 'auto' as DeviceChoice, describe: 'Execution provider (auto: cuda, then cpu)' })
       .option('gpu-id', { type: 'number', requiresArg: true, describe: 'CUDA device number (default 0)' })
-      .option('threads', { type: 'number', default: 0, describe: 'CPU threads for the model (0: onnxruntime default)' })
+      .option('threads', { type: 'number', default: 0, describe: 'CPU threads for the model (0: onnxruntime default); with 2 or more, a second inference process shares them' })
       .option('max-pixels', { type: 'number', requiresArg: true, describe: `Refuse images with more pixels (413) (default ${DEFAULT_MAX_PIXELS}); uploads are capped at 4 bytes a pixel + 16 MiB` })
       .option('max-memory', { type: 'string', requiresArg: true, describe: 'Memory an edit may take, e.g. 4G (default: the machine\'s); larger edits are refused (413)' }) as never,
   handler: async (args) => {

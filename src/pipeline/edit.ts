@@ -76,6 +76,7 @@ export async function runEdits(
   const denoiser: Denoiser = signal
     ? {
         views: model.views,
+        parallel: model.parallel,
         denoise: (x, sigma, view) => {
           check();
           return model.denoise(x, sigma, view);

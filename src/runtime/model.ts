@@ -13,9 +13,11 @@ import { OnnxParseError, readOnnxMetadata, type ByteReader } from './onnx-metada
 import { choosePrecision, int8CpuFlags, int8PathOf, type Int8Variant, type PrecisionChoice, type PrecisionDecision } from './precision.js';
 // (the int8 variant's lookup: its file beside the model, and the model's SHA-256)
 import { createHash } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { existsSync, readFileSync } from 'node:fs';
 import type { SessionRequest, Skip, StartedSession } from './session.js';
-import { takeWorker } from './worker-process.js';
+import { planProcesses, type ProcessPlan } from './processes.js';
+import { spawnWorker, takeWorker, type WorkerProcess } from './worker-process.js';
 import type { Shape, WireError, WorkerReply, WorkerRequest } from './worker-protocol.js';
 
 export { DEVICES, type Device, type DeviceChoice } from './device.js';
@@ -46,6 +48,10 @@ export interface LoadedModel extends Denoiser {
   readonly check: OutputCheck | null;
   /** The precision that runs (int8 only on the CPU) and why (for --debug). */
   readonly precision: { used: 'int8' | 'float'; reason: string };
+  /** Calls it works on at once: its inference processes (processes.ts; 1 on a GPU and inline). */
+  readonly parallel: number;
+  /** Intra-op threads of the first process (0: onnxruntime's choice) and of each other one. */
+  readonly threads: { first: number; others: number };
   /** Stop now: the call in progress, and any later one, rejects with `reason` (Ctrl-C). */
   abort(reason: Error): void;
   dispose(): Promise<void>;
@@ -126,7 +132,9 @@ export async function loadModel(file: ModelFile, options: LoadOptions): Promise<
     debug: options.debug,
     cpuPath: decision.path,
   };
-  const model = await (options.inline ? loadInline(file, req) : loadInWorker(file, req, options.debug ?? false));
+  const model = await (options.inline
+    ? loadInline(file, req)
+    : loadInWorkers(file, req, options.debug ?? false, planProcesses(options.threads, availableParallelism(), process.env.CM_INFERENCE_PROCESSES)));
   const used: 'int8' | 'float' = card.metadata['cm.precision'] === 'int8' || (model.device === 'cpu' && decision.precision === 'int8') ? 'int8' : 'float';
   const reason = model.device !== 'cpu' && decision.precision === 'int8' ? `float on ${model.device}` : decision.reason;
   return Object.assign(model, { precision: { used, reason } });
@@ -200,6 +208,8 @@ async function loadInline(file: ModelFile, req: SessionRequest): Promise<Omit<Lo
     device: session.device,
     skipped: session.skipped.map(skipReason),
     check: session.check,
+    parallel: 1,
+    threads: { first: req.threads, others: 0 },
     async denoise(x, sigma) {
       if (aborted) throw aborted;
       checkShapes(file.card, x, sigma);
@@ -222,9 +232,23 @@ function fromWire(e: WireError): Error {
   return new Error(e.message);
 }
 
-async function loadInWorker(file: ModelFile, req: SessionRequest, debug: boolean): Promise<Omit<LoadedModel, 'precision'>> {
+/** One inference process with its session open: its device, and calls to it. */
+interface WorkerHandle {
+  device: Device;
+  skipped: Skip[];
+  check: OutputCheck | null;
+  /** Calls sent and not yet answered. */
+  readonly pending: number;
+  run(x: Tensor, sigma: Float32Array): Promise<Float32Array>;
+  /** Fail every call from now on with `reason` and kill the process. */
+  abort(reason: Error): void;
+  dispose(): Promise<void>;
+}
+
+/** Open the model in the worker process `worker` (worker.ts), or fail with the reason in one line (and kill it). */
+async function openWorker(file: ModelFile, req: SessionRequest, debug: boolean, worker: WorkerProcess): Promise<WorkerHandle> {
   const { path } = file;
-  const { child, tail, release } = takeWorker();
+  const { child, tail, release } = worker;
   if (debug) tail.echoToStderr();
 
   let failure: Error | undefined;
@@ -275,6 +299,9 @@ async function loadInWorker(file: ModelFile, req: SessionRequest, debug: boolean
     const last = tail.last();
     failAll(new ModelError(`${path}: the inference process stopped (${signal ?? `exit code ${code}`})${last ? `: ${last}` : ''}`));
   });
+  // Killed before it answered (abort(), or a pool closing while this process still opens): the 'exit' above fails the
+  // open with the reason.
+  if (child.exitCode !== null || child.signalCode !== null) failAll(new ModelError(`${path}: the inference process stopped before it started`));
 
   const request = (msg: WorkerRequest): void => {
     child.ref();
@@ -283,6 +310,7 @@ async function loadInWorker(file: ModelFile, req: SessionRequest, debug: boolean
   };
 
   const reply = await new Promise<WorkerReply>((resolve, reject) => {
+    if (failure) return reject(failure);
     opened = resolve;
     openFailed = reject;
     request({ op: 'open', req });
@@ -305,13 +333,13 @@ async function loadInWorker(file: ModelFile, req: SessionRequest, debug: boolean
   idle();
 
   return {
-    path,
-    card: file.card,
     device: reply.device,
-    skipped: reply.skipped.map(skipReason),
+    skipped: reply.skipped,
     check: reply.check,
-    async denoise(x: Tensor, sigma: Float32Array): Promise<Tensor> {
-      checkShapes(file.card, x, sigma);
+    get pending() {
+      return pending.size;
+    },
+    async run(x, sigma) {
       if (failure) throw failure;
       const id = nextId++;
       const r = await new Promise<WorkerReply>((resolve, reject) => {
@@ -320,9 +348,9 @@ async function loadInWorker(file: ModelFile, req: SessionRequest, debug: boolean
       });
       if (r.op === 'failed') throw fromWire(r.error);
       if (r.op !== 'result') throw new Error(`unexpected reply ${r.op} to run`);
-      return new Tensor(x.n, x.c, x.h, x.w, r.data);
+      return r.data;
     },
-    abort(reason: Error) {
+    abort(reason) {
       if (failure) return;
       failAll(reason);
       closing = true;
@@ -337,6 +365,91 @@ async function loadInWorker(file: ModelFile, req: SessionRequest, debug: boolean
       const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
       await exited;
       clearTimeout(timer);
+    },
+  };
+}
+
+/**
+ * The model in inference processes (processes.ts): the first on the device asked for; on the CPU, up to
+ * `plan.processes - 1` more, each started the first time a call could use it (calls overlap, or one call holds
+ * several images: an image of one tile never starts one), joining once its session is open. A call goes to the open
+ * process with the fewest calls waiting; a call of several images, while more than one process is idle, is split
+ * between them.
+ */
+async function loadInWorkers(file: ModelFile, req: SessionRequest, debug: boolean, plan: ProcessPlan): Promise<Omit<LoadedModel, 'precision'>> {
+  const first = await openWorker(file, { ...req, threads: plan.threads }, debug, takeWorker());
+  const open: WorkerHandle[] = [first];
+  const parallel = first.device === 'cpu' ? plan.processes : 1;
+  const starting = new Set<WorkerProcess>();
+  const openings: Promise<void>[] = [];
+  let stopped: Error | undefined;
+
+  const startAnother = (): void => {
+    const worker = spawnWorker();
+    starting.add(worker);
+    const opening = openWorker(file, { ...req, device: 'cpu', threads: plan.helperThreads }, debug, worker).then(
+      (h) => {
+        starting.delete(worker);
+        if (stopped) h.abort(stopped);
+        else open.push(h);
+      },
+      // One that cannot start (out of memory, killed at close) leaves the work to those that did; none replaces it.
+      () => {
+        starting.delete(worker);
+      },
+    );
+    openings.push(opening);
+  };
+  const killStarting = (): void => {
+    for (const worker of starting) {
+      worker.release();
+      worker.child.kill('SIGKILL');
+    }
+  };
+
+  return {
+    path: file.path,
+    card: file.card,
+    device: first.device,
+    skipped: first.skipped.map(skipReason),
+    check: first.check,
+    parallel,
+    threads: { first: plan.threads, others: plan.helperThreads },
+    async denoise(x: Tensor, sigma: Float32Array): Promise<Tensor> {
+      checkShapes(file.card, x, sigma);
+      if (stopped) throw stopped;
+      const w = open.reduce((a, b) => (b.pending < a.pending ? b : a));
+      if ((w.pending > 0 || x.n > 1) && 1 + openings.length < parallel) startAnother();
+      // Several images while more than one process waits: split between them (the same bits: onnxruntime gives each
+      // image the same output whatever else its call holds).
+      const idle = open.filter((h) => h.pending === 0);
+      if (x.n > 1 && idle.length > 1) {
+        const k = Math.min(idle.length, x.n);
+        const size = x.imageSize;
+        const bounds = Array.from({ length: k + 1 }, (_, i) => Math.round((i * x.n) / k));
+        const parts = await Promise.all(
+          idle.slice(0, k).map((h, i) => {
+            const [a, b] = [bounds[i], bounds[i + 1]];
+            return h.run(new Tensor(b - a, x.c, x.h, x.w, x.data.slice(a * size, b * size)), sigma.slice(a, b));
+          }),
+        );
+        const out = new Tensor(x.n, x.c, x.h, x.w);
+        parts.forEach((d, i) => out.data.set(d, bounds[i] * size));
+        return out;
+      }
+      return new Tensor(x.n, x.c, x.h, x.w, await w.run(x, sigma));
+    },
+    abort(reason: Error) {
+      if (stopped) return;
+      stopped = reason;
+      killStarting();
+      for (const w of open) w.abort(reason);
+    },
+    async dispose() {
+      // Processes still opening have nothing to finish: killed, not waited for.
+      killStarting();
+      await Promise.all(openings);
+      await Promise.all(open.map((w) => w.dispose()));
     },
   };
 }

@@ -16,6 +16,8 @@ import type { Operator } from '../editing/operator.js';
 export interface Denoiser {
   denoise(x: Tensor, sigma: Float32Array, view?: number): Promise<Tensor>;
   readonly views?: boolean;
+  /** How many calls at once it can work on (inference processes): callers with independent batches keep that many going. */
+  readonly parallel?: number;
 }
 
 /**

@@ -219,7 +219,6 @@ export function tiledDenoiser(model: Denoiser, options: TileOptions): Denoiser &
     const grid = planTiles(x.w, x.h, options.tile, overlap, maxTile);
     const tile = grid.tile;
     const ramp = rampOf(tile);
-    const batch = options.callPixels === undefined ? options.batch : Math.max(1, Math.min(options.batch, Math.floor(options.callPixels / (tile * tile))));
     if (x.h === tile && x.w === tile) return wholeImages(x, sigma, still, (xs, s) => inner.denoise(xs, s));
     const padded = x.h < tile || x.w < tile ? mirrorPad(x, Math.max(tile, x.w), Math.max(tile, x.h)) : x;
     const xs = tileStarts(padded.w, tile, overlap, shiftOf(call, grid.x.shifts, 0.6180339887));
@@ -236,6 +235,11 @@ export function tiledDenoiser(model: Denoiser, options: TileOptions): Denoiser &
       }
     }
     const evaluated = jobs.filter((j) => !j.skip);
+    // Calls at once: as many as the model works on (its inference processes), then no fewer calls than that (4 tiles
+    // in two calls of 2, not one of 4). onnxruntime gives each tile the same output whatever its call holds.
+    const parallel = Math.max(1, model.parallel ?? 1);
+    const perCall = options.callPixels === undefined ? options.batch : Math.max(1, Math.min(options.batch, Math.floor(options.callPixels / (tile * tile))));
+    const batch = Math.max(1, Math.min(perCall, Math.ceil(evaluated.length / parallel)));
     counts.run += evaluated.length;
     counts.skipped += jobs.length - evaluated.length;
     const acc = new Float64Array(padded.data.length);
@@ -268,8 +272,16 @@ export function tiledDenoiser(model: Denoiser, options: TileOptions): Denoiser &
       });
       return inner.denoise(tiles, sig);
     };
+    // Calls in flight, by their first tile: `parallel` of them, each next one sent as the earliest is taken.
+    const inFlight = new Map<number, Promise<Tensor>>();
+    const send = (k: number): void => {
+      if (k >= evaluated.length) return;
+      const call = run(k);
+      call.catch(() => undefined); // awaited in its turn below: a failure meanwhile is not an unhandled rejection
+      inFlight.set(k, call);
+    };
+    for (let k = 0; k < parallel; k++) send(k * batch);
     // Tiles are blended in grid order whether skipped or not, so that a pixel's sums never depend on the skipping.
-    let pending = evaluated.length > 0 ? run(0) : undefined;
     let out: Tensor | undefined;
     let done = 0; // evaluated tiles blended so far
     for (const j of jobs) {
@@ -279,8 +291,9 @@ export function tiledDenoiser(model: Denoiser, options: TileOptions): Denoiser &
       }
       const i = done % batch;
       if (i === 0) {
-        out = await (pending as Promise<Tensor>);
-        pending = done + batch < evaluated.length ? run(done + batch) : undefined;
+        out = await (inFlight.get(done) as Promise<Tensor>);
+        inFlight.delete(done);
+        send(done + parallel * batch);
       }
       const o = out as Tensor;
       blend(j, o.data, (c, r) => ((i * x.c + c) * tile + r) * tile);

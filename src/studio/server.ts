@@ -326,7 +326,7 @@ export async function startStudio(o: StudioOptions): Promise<Studio> {
     const tiling = taskTiling(options, model.card, model.device);
     // The plan's samples (a task's stored default may combine several), for the memory estimate as the CLI makes it.
     const { samples } = taskSampling(spec, options, model.card);
-    const memory = { samples, callPixels: callPixelsBound(tiling), modelBytes: await modelBytes(model.path) };
+    const memory = { samples, callPixels: callPixelsBound(tiling), modelBytes: await modelBytes(model.path), processes: model.parallel };
     const label = (p.image as File).name || 'image';
     const pixelLimit = ({ label: l, width, height }: { label: string; width: number; height: number }): void => {
       if (width * height > maxPixels) throw new HttpError(413, `${l}: cannot decode image (larger than the pixel limit: ${width}x${height} is more than --max-pixels ${maxPixels})`);
