@@ -12,7 +12,8 @@
 // Per task and number of evaluations K (1, 2, 4): a coarse grid over the first grid index (the start level) and eta
 // with the warm start, then coordinate refinement (move one index by 1 or 2, eta by 0.25) while the objective
 // improves; then the best K = 1, 2, 4 plans once more with averaged samples, within --budget evaluations (K x samples,
-// default 4). Each task's "default" is its cheapest K within 0.05 dB of the best objective (colorize, stroke: the best).
+// default 4; more samples kept only where they buy 0.05 dB over fewer). Each task's "default" is its cheapest K
+// (evaluations x samples) within 0.05 dB of the best objective (colorize, stroke: the best).
 // --start refines from earlier choices (a later checkpoint of the same run) instead of the coarse grid; `--start model`
 // from the plans stored in the model itself (cm.task_plans). --rounds bounds the refinement rounds per K (default 3):
 // `--start model --rounds 1` is the bounded fast mode that training's promotion runs.
@@ -172,6 +173,9 @@ async function scoreNow(v, cfg) {
   return row;
 }
 
+/** What a cheaper plan may give up: 0.05 dB on the PSNR tasks; colorize and stroke, whose objectives are no PSNR, take their best (the cheaper on a tie). */
+const marginOf = (task) => (task === 'colorize' || task === 'stroke' ? 1e-3 : PLAN_MARGIN_DB);
+
 /** Higher is better; infeasible configurations rank below every feasible one. */
 function objective(v, r) {
   if (v.task === 'colorize') return r.colour >= 0.5 && r.colour <= 1.5 ? r.psnr : -1000 - Math.abs(Math.log(r.colour));
@@ -263,15 +267,19 @@ for (const v of variants) {
   for (const k of smoke ? [1] : [1, 2, 4]) best[k] = await searchK(v, k);
   const fastCfg = best[1].cfg;
   const fastRow = best[1].row;
-  // Averaging: the best plans again with more samples, at most 8 evaluations in all.
+  // Averaging: the best plans again with more samples, within --budget evaluations in all; a K keeps more samples
+  // only where they buy the margin over fewer (the cheapest within 0.05 dB, as for the default below: otherwise every
+  // K would fill the budget and the default's rule would have nothing cheaper to choose).
   for (const k of Object.keys(best).map(Number)) {
     if (v.task === 'denoise' && best[k].cfg.eta === 0) continue; // deterministic: averaging changes nothing
+    const options = [{ ...best[k], cost: k }];
     for (const s of [2, 4, 8]) {
       if (k * s > budget || smoke) continue;
       const cfg = { ...best[k].cfg, samples: s };
-      const row = await score(v, cfg);
-      if (objective(v, row) > objective(v, best[k].row)) best[k] = { cfg, row };
+      options.push({ cfg, row: await score(v, cfg), cost: k * s });
     }
+    const pick = cheapestWithin(options.map((o, i) => ({ k: i, cost: o.cost, objective: objective(v, o.row) })), marginOf(v.task));
+    best[k] = { cfg: options[pick.k].cfg, row: options[pick.k].row };
   }
   // Views: the same evaluations, each on another mirrored or turned view (free: kept where they score better).
   for (const k of Object.keys(best).map(Number)) {
@@ -359,8 +367,7 @@ for (const [task, byK] of Object.entries(taskPlans)) {
     delete entry.objective;
     measured.push({ k: Number(k), cost: Number(k) * (entry.samples ?? 1), objective: obj });
   }
-  const psnrTask = task !== 'colorize' && task !== 'stroke';
-  byK.default = cheapestWithin(measured, psnrTask ? PLAN_MARGIN_DB : 1e-3).k;
+  byK.default = cheapestWithin(measured, marginOf(task)).k;
   log(`${task}: objective against evaluations ${measured.sort((a, b) => a.cost - b.cost).map((m) => `${m.cost}: ${round(m.objective, 3)}`).join(', ')}; default K=${byK.default}`);
 }
 await model.dispose();
