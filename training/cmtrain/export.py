@@ -18,7 +18,7 @@ from onnx import numpy_helper
 import torch
 
 from .consistency import RHO, SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, ConsistencyModel, check_plans
-from .unet import PRESETS, UNetConfig, count_params
+from .unet import PRESETS, ResBlock, UNetConfig, count_params
 
 GRID = 40
 DEFAULT_PLANS = {"1": [0, 39], "2": [0, 22, 39], "3": [0, 12, 22, 39], "4": [0, 8, 16, 24, 39]}
@@ -59,11 +59,27 @@ def load_onnx_weights(path: str) -> ConsistencyModel:
     if not arch or arch.get("type") != "unet":
         raise ValueError(f"{path}: no cm.architecture of type unet (not a model made by cmtrain.export)")
     cfg = UNetConfig(**{k: (tuple(v) if k == "mults" else v) for k, v in arch.items() if k != "type"})
+    shipped = {i.name: numpy_helper.to_array(i) for i in onnx.load(path).graph.initializer}
+    # Files exported before ResBlock folded norm2's weights (ResBlock.fold_norm) name their initializers otherwise:
+    # the probe is exported both ways, and the one whose names the file has is used.
+    errors = []
+    for fold in (True, False):
+        try:
+            return _weights_by_probe(path, cfg, shipped, fold)
+        except ValueError as e:
+            errors.append(str(e))
+    raise ValueError(errors[0])
+
+
+def _weights_by_probe(path: str, cfg: UNetConfig, shipped: dict, fold: bool) -> ConsistencyModel:
     probe = ConsistencyModel(cfg).eval()
     with torch.no_grad():
         gen = torch.Generator().manual_seed(0)
         for p in probe.parameters():
             p.copy_(torch.rand(p.shape, generator=gen) + 1.0)   # distinct, never 0 or 1 (no folding into identities)
+    blocks = [m for m in probe.modules() if isinstance(m, ResBlock)]
+    for m in blocks:
+        m.fold_norm = fold
     with tempfile.TemporaryDirectory() as tmp:
         probe_path = os.path.join(tmp, "probe.onnx")
         export_onnx(probe, probe_path, {})
@@ -73,7 +89,6 @@ def load_onnx_weights(path: str) -> ConsistencyModel:
     # such a parameter is missing from the file, and the operator that would have used it says which it was.
     consumer = {name: node.op_type for node in probe_graph.node for name in node.input}
     identity = {"Mul": 1.0, "Add": 0.0}
-    shipped = {i.name: numpy_helper.to_array(i) for i in onnx.load(path).graph.initializer}
     by_bytes = {}
     for name, arr in probe_inits.items():
         by_bytes.setdefault((arr.astype(np.float32).tobytes()), []).append(name)
@@ -91,7 +106,68 @@ def load_onnx_weights(path: str) -> ConsistencyModel:
             raise ValueError(f"{path}: no initializer {names[0]} for parameter {key}")
     model = ConsistencyModel(cfg)
     model.load_state_dict(state)
+    # Exported again the same way, the weights give the file's initializers, every one: else they were paired wrongly.
+    for m in model.modules():
+        if isinstance(m, ResBlock):
+            m.fold_norm = fold
+    with tempfile.TemporaryDirectory() as tmp:
+        again = os.path.join(tmp, "again.onnx")
+        export_onnx(model.eval(), again, {})
+        inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(again).graph.initializer}
+    if set(inits) != set(shipped) or any(not np.array_equal(inits[n], shipped[n]) for n in inits):
+        raise ValueError(f"{path}: its initializers are not those of this architecture")
+    for m in model.modules():
+        if isinstance(m, ResBlock):
+            m.fold_norm = ResBlock.fold_norm
     return model.eval()
+
+
+def drop_unit_affine(proto) -> int:
+    """Remove the multiply by ones and the add of zeros that torch 1.13 exports after a group norm without weights
+    (Reshape -> InstanceNormalization -> Reshape -> Mul(1) -> Add(0), each at full size; unet.ResBlock folds norm2's
+    weights into its own multiply-add). Only that pattern, and only constants that are exactly 1 and 0, so the graph
+    computes the same values. Returns the number of nodes removed."""
+    g = proto.graph
+    producer = {o: n for n in g.node for o in n.output}
+    consts = {n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in g.node
+              if n.op_type == "Constant" and n.attribute and n.attribute[0].name == "value"}
+    consts.update({i.name: numpy_helper.to_array(i) for i in g.initializer})
+
+    def after_group_norm(name: str) -> bool:
+        r = producer.get(name)
+        return r is not None and r.op_type == "Reshape" and producer.get(r.input[0]) is not None \
+            and producer[r.input[0]].op_type == "InstanceNormalization"
+
+    drop = {}   # a removed node's output -> the value that replaces it
+    for n in g.node:
+        if n.op_type not in ("Mul", "Add") or len(n.input) != 2:
+            continue
+        unit = 1.0 if n.op_type == "Mul" else 0.0
+        for data, const in ((0, 1), (1, 0)):
+            c = consts.get(n.input[const])
+            src = drop.get(n.input[data], n.input[data])
+            if c is not None and c.size > 0 and c.ndim <= 3 and np.all(c == unit) and after_group_norm(src):
+                drop[n.output[0]] = src
+                break
+    if not drop:
+        return 0
+    keep = [n for n in g.node if n.output[0] not in drop]
+    for n in keep:
+        for i, name in enumerate(n.input):
+            if name in drop:
+                n.input[i] = drop[name]
+    for o in g.output:
+        if o.name in drop:
+            raise ValueError(f"drop_unit_affine: graph output {o.name} would be removed")
+    # The constants only those nodes used go too.
+    used = {name for n in keep for name in n.input} | {o.name for o in g.output}
+    keep = [n for n in keep if n.op_type != "Constant" or n.output[0] in used]
+    unused = [i for i in g.initializer if i.name not in used]
+    for i in unused:
+        g.initializer.remove(i)
+    del g.node[:]
+    g.node.extend(keep)
+    return len(drop)
 
 
 def export_onnx(model: ConsistencyModel, out: str, meta: dict) -> None:
@@ -106,6 +182,7 @@ def export_onnx(model: ConsistencyModel, out: str, meta: dict) -> None:
             torch.onnx.export(model, (x, sigma), raw, input_names=["x", "sigma"], output_names=["denoised"],
                               dynamic_axes=dyn, opset_version=17, do_constant_folding=True)
         proto = onnx.load(raw)
+    drop_unit_affine(proto)
     # The tracer cannot name the output's channel count; it is fixed, so say so.
     ch = proto.graph.output[0].type.tensor_type.shape.dim[1]
     ch.Clear()

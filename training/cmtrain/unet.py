@@ -55,6 +55,13 @@ class Norm(nn.GroupNorm):
         with torch.autocast(x.device.type, enabled=False):
             return F.group_norm(x.float(), self.num_groups, self.weight, self.bias, self.eps).to(x.dtype)
 
+    def normalize(self, x):
+        """The normalisation alone, without the affine weight and bias (ResBlock folds those into its own)."""
+        if x.dtype == torch.float32:
+            return F.group_norm(x, self.num_groups, None, None, self.eps)
+        with torch.autocast(x.device.type, enabled=False):
+            return F.group_norm(x.float(), self.num_groups, None, None, self.eps).to(x.dtype)
+
 
 def norm(ch: int) -> nn.GroupNorm:
     """GroupNorm with up to 32 groups of at least 4 channels each."""
@@ -79,6 +86,10 @@ def sigma_embedding(c_noise: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 class ResBlock(nn.Module):
+    # False: norm2 then the scale and shift as separate full-size steps, as models exported before 2026-12-07 have it
+    # (export.load_onnx_weights reads those files by exporting a probe the same way). The same function either way.
+    fold_norm = True
+
     def __init__(self, cin: int, cout: int, emb_dim: int, dropout: float):
         super().__init__()
         self.norm1 = norm(cin)
@@ -94,7 +105,14 @@ class ResBlock(nn.Module):
     def forward(self, x, emb):
         h = self.conv1(F.silu(self.norm1(x)))
         scale, shift = self.emb(emb)[:, :, None, None].chunk(2, dim=1)
-        h = self.norm2(h) * (1 + scale) + shift
+        # norm2(h) * (1 + scale) + shift, with norm2's weight and bias folded into the noise level's scale and shift on
+        # [N, C, 1, 1] tensors: one full-size multiply and add instead of two of each (the same function and
+        # parameters; 18 of the small preset's 85 full-size Mul and 114 Add nodes fewer in the exported graph).
+        if self.fold_norm:
+            g = self.norm2.weight[None, :, None, None] * (1 + scale)
+            h = self.norm2.normalize(h) * g + (self.norm2.bias[None, :, None, None] * (1 + scale) + shift)
+        else:
+            h = self.norm2(h) * (1 + scale) + shift
         h = self.conv2(self.drop(F.silu(h)))
         return self.skip(x) + h
 

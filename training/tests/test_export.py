@@ -109,3 +109,38 @@ def test_task_plans_metadata(tmp_path):
                 {"denoise": {"1": {"ts": [0, 39]}}}, {"inpaint": {"1": {"ts": [0, 39], "eta": 2}}}):
         with pytest.raises(ValueError):
             check_task_plans(bad)
+
+
+def _activation_mul_add(path):
+    """Mul and Add nodes on the image's path (those that depend on the input x): full-size work per call."""
+    g = onnx.load(path).graph
+    on_path, count = {"x"}, 0
+    for n in g.node:          # exported graphs are topologically sorted
+        if any(i in on_path for i in n.input):
+            on_path.update(n.output)
+            count += n.op_type in ("Mul", "Add")
+    return count
+
+
+def test_norm2_folded_into_the_noise_scale_and_shift(exported, tmp_path, monkeypatch):
+    """ResBlock folds norm2's weight and bias into the noise level's scale and shift (on [N, C, 1, 1] tensors), and
+    the exporter drops the multiply by ones and add of zeros torch writes after a weightless group norm: two fewer
+    full-size nodes per block, the same function (within float rounding), and a file of the old layout still loads."""
+    from cmtrain.unet import ResBlock
+    model, path = exported
+    blocks = sum(isinstance(m, ResBlock) for m in model.modules())
+    legacy = str(tmp_path / "legacy.onnx")
+    monkeypatch.setattr(ResBlock, "fold_norm", False)
+    export_onnx(model, legacy, metadata(model, "t", "MIT", "nothing", DEFAULT_PLANS))
+    x, sigma = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1)), torch.tensor([0.05, 1.0, 20.0])
+    with torch.no_grad():
+        old = model(x, sigma)
+    monkeypatch.setattr(ResBlock, "fold_norm", True)
+    with torch.no_grad():
+        new = model(x, sigma)
+    assert (old - new).abs().max() < 1e-5
+    assert _activation_mul_add(legacy) - _activation_mul_add(path) == 2 * blocks
+    back = load_onnx_weights(legacy)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, back.state_dict()[k]), k
+    assert all(m.fold_norm for m in back.modules() if isinstance(m, ResBlock))
