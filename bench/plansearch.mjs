@@ -6,10 +6,10 @@
 //
 //   node bench/plansearch.mjs --model PATH [--crops 32] [--tasks superres-x4,inpaint,...] [--threads 2]
 //                             [--start EARLIER.json|model] [--rounds 3] [--out training/results/task_plans.json]
-//                             [--val-percent 2] [--smoke]
+//                             [--val-percent 2] [--ks 1,2,4] [--smoke]
 //   node bench/plansearch.mjs --model PATH --score-only [--crops 32] [--tasks ...]
 //
-// Per task and number of evaluations K (1, 2, 4): a coarse grid over the first grid index (the start level) and eta
+// Per task and number of evaluations K (1, 2, 4; --ks for others): a coarse grid over the first grid index (the start level) and eta
 // with the warm start, then coordinate refinement (move one index by 1 or 2, eta by 0.25) while the objective
 // improves; then the best K = 1, 2, 4 plans once more with averaged samples, within --budget evaluations (K x samples,
 // default 4; more samples kept only where they buy 0.05 dB over fewer). Each task's "default" is its cheapest K
@@ -57,6 +57,9 @@ const budget = Number(flags.budget ?? 4);
 // --quality best may spend up to this many evaluations (steps x samples), each on another dihedral view.
 const bestBudget = Number(flags['best-budget'] ?? 16);
 const rounds = Number(flags.rounds ?? (smoke ? 1 : 3));
+// The numbers of evaluations (steps) searched per task: --ks 1,2,3,4 (default 1,2,4).
+const KS = String(flags.ks ?? '1,2,4').split(',').map(Number);
+if (!KS.every((k) => Number.isInteger(k) && k >= 1 && k <= 16)) throw new Error(`--ks: expected numbers of steps such as 1,2,4, got ${flags.ks}`);
 const scoreOnly = flags['score-only'] === true;
 const TRAIN_DIR = process.env.CM_TRAIN_DIR ?? join(ROOT, '..', 'shared', 'data', 'train');
 const valShare = Math.round(Number(flags['val-percent'] ?? 2) * 100);
@@ -264,7 +267,7 @@ for (const v of variants) {
     if (Number(k) <= 2) await score(v, { k: Number(k), ts, start: 'known', eta: 1, samples: 1 });
   }
   const best = {};
-  for (const k of smoke ? [1] : [1, 2, 4]) best[k] = await searchK(v, k);
+  for (const k of smoke ? [1] : KS) best[k] = await searchK(v, k);
   const fastCfg = best[1].cfg;
   const fastRow = best[1].row;
   // Averaging: the best plans again with more samples, within --budget evaluations in all; a K keeps more samples
@@ -293,7 +296,7 @@ for (const v of variants) {
   // --quality best: the best plan of each K with more samples and views, up to bestBudget evaluations.
   if (!smoke) {
     let top = null;
-    for (const k of [1, 2, 4]) {
+    for (const k of KS) {
       if (!best[k]) continue;
       for (const s of [1, 2, 4, 8, 16]) {
         if (k * s > bestBudget) continue;
