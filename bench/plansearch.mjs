@@ -59,7 +59,7 @@ const bestBudget = Number(flags['best-budget'] ?? 16);
 const rounds = Number(flags.rounds ?? (smoke ? 1 : 3));
 // The numbers of evaluations (steps) searched per task: --ks 1,2,3,4 (default 1,2,4).
 const KS = String(flags.ks ?? '1,2,4').split(',').map(Number);
-if (!KS.every((k) => Number.isInteger(k) && k >= 1 && k <= 16)) throw new Error(`--ks: expected numbers of steps such as 1,2,4, got ${flags.ks}`);
+if (!KS.every((k) => Number.isInteger(k) && k >= 1 && k <= 16) || !KS.includes(1)) throw new Error(`--ks: expected numbers of steps such as 1,2,4, with 1 (the fast preset), got ${flags.ks}`);
 const scoreOnly = flags['score-only'] === true;
 const TRAIN_DIR = process.env.CM_TRAIN_DIR ?? join(ROOT, '..', 'shared', 'data', 'train');
 const valShare = Math.round(Number(flags['val-percent'] ?? 2) * 100);
