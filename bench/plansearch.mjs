@@ -127,7 +127,8 @@ const superres = (p) =>
 const inpaint = (family) =>
   variant(`inpaint-${family}`, 'inpaint', (gt, i) => {
     const mask = makeMask(family, gt.w, gt.h, 7000 + i);
-    return { mask, op: inpaintOperator(toTensor(withHole(gt, mask)), maskTensor(mask, gt.w, gt.h)) };
+    // The CLI's default fill (--fill auto: PatchMatch where the hole's surroundings are textured), seeded per image.
+    return { mask, op: inpaintOperator(toTensor(withHole(gt, mask)), maskTensor(mask, gt.w, gt.h), { fill: 'auto', seed: i }) };
   }, (out, it) => ({ psnr: psnr(out, it.gt, it.mask), hf: hfEnergy(out) / hfEnergy(it.gt) }));
 const colorize = variant('colorize', 'colorize', (gt) => {
   // The CLI reads a gray PNG and keeps its luminance: the gray value replicated has it.

@@ -1,0 +1,38 @@
+import json
+
+import onnx
+import pytest
+
+from cmtrain.export import DEFAULT_PLANS, export_onnx, metadata, random_model
+from cmtrain.promote import replace_atomically
+from cmtrain.replan import merge, with_task_plans
+
+PLANS = {"superres-x4": {"4": {"ts": [26, 28, 31, 33, 39], "start": "estimate", "eta": 0}, "default": 4},
+         "inpaint": {"4": {"ts": [35, 36, 37, 38, 39], "start": "estimate", "eta": 0.25}, "default": 4}}
+
+
+def test_merge_takes_only_the_named_tasks():
+    new = {"inpaint": {"1": {"ts": [38, 39], "start": "estimate", "eta": 0}, "default": 1},
+           "superres-x4": {"1": {"ts": [37, 39], "start": "estimate", "eta": 0}, "default": 1}}
+    got = merge(PLANS, new, ["inpaint"])
+    assert got["inpaint"] == new["inpaint"] and got["superres-x4"] == PLANS["superres-x4"]
+    with pytest.raises(ValueError, match="no plans for denoise"):
+        merge(PLANS, new, ["denoise"])
+
+
+def test_only_the_task_plans_change_and_bad_plans_are_refused(tmp_path):
+    model = random_model("tiny", seed=2)
+    path = str(tmp_path / "m.onnx")
+    export_onnx(model, path, metadata(model, "t", "MIT", "nothing", DEFAULT_PLANS, PLANS))
+    before = onnx.load(path)
+    plans = merge(PLANS, {"inpaint": {"1": {"ts": [38, 39], "start": "estimate", "eta": 0}, "default": 1}}, ["inpaint"])
+    after = with_task_plans(onnx.load(path), plans)
+    replace_atomically(path, lambda t: onnx.save(after, t))
+    back = onnx.load(path)
+    meta = lambda p: {q.key: q.value for q in p.metadata_props}
+    assert json.loads(meta(back)["cm.task_plans"]) == plans
+    assert {k: v for k, v in meta(back).items() if k != "cm.task_plans"} == \
+        {k: v for k, v in meta(before).items() if k != "cm.task_plans"}
+    assert back.graph.SerializeToString() == before.graph.SerializeToString()
+    with pytest.raises(ValueError):
+        with_task_plans(onnx.load(path), {"inpaint": {"2": {"ts": [0, 39]}}})
