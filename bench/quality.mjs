@@ -499,7 +499,8 @@ function markdown(meta, main, fullRes, sheetFiles) {
     `${meta.missingBaselines.length ? `Library baselines not measured: ${meta.missingBaselines.join('; ')}. ` : ''}` +
     `Model \`${meta.model}\` (${meta.modelName}, ${meta.resolution}x${meta.resolution}); cm runs: ${meta.cmRuns.map((r) => `${r.name} (\`${r.args || 'no flags'}\`)`).join(', ')} ` +
     `(each row says the plan, start, eta and samples it used); \`--device cpu --seed 0 --threads ${meta.threads} --batch 16\`. Code: commit ${meta.code.commit}${meta.code.srcChanged.length ? ` with uncommitted changes in ${meta.code.srcChanged.join(', ')}` : ''}. Machine: ${l.cores} x ${l.cpu}, Node ${l.node}; ` +
-    `load average ${l.loadavgAtStart.join(' / ')} at the start, ${l.loadavg.join(' / ')} at the end (1/5/15 min).\n\n` +
+    `load average ${l.loadavgAtStart.join(' / ')} at the start, ${l.loadavg.join(' / ')} at the end (1/5/15 min).` +
+    `${(meta.merged ?? []).map((m) => ` ${m}`).join('')}\n\n` +
     `PSNR in dB (8-bit values, peak 255); SSIM of Wang et al. 2004 (Gaussian 11x11 window, sigma 1.5, no downsampling; our separable code, equal to the ssim.js package's to ${meta.ssimCheck.absDiff.toExponential(0)} on a check pair); RGB = mean over the ` +
     `three channels; PSNR-Y/SSIM-Y on BT.601 luma; no border shaved. Sharpness: high-frequency energy (mean squared ` +
     `difference to a sigma-1 Gaussian blur; inpainting: inside the hole) relative to the ground truth's, so 1 is as detailed as ` +
