@@ -77,9 +77,7 @@ def _weights_by_probe(path: str, cfg: UNetConfig, shipped: dict, fold: bool) -> 
         gen = torch.Generator().manual_seed(0)
         for p in probe.parameters():
             p.copy_(torch.rand(p.shape, generator=gen) + 1.0)   # distinct, never 0 or 1 (no folding into identities)
-    blocks = [m for m in probe.modules() if isinstance(m, ResBlock)]
-    for m in blocks:
-        m.fold_norm = fold
+    _set_fold_norm(probe, fold)
     with tempfile.TemporaryDirectory() as tmp:
         probe_path = os.path.join(tmp, "probe.onnx")
         export_onnx(probe, probe_path, {})
@@ -107,19 +105,22 @@ def _weights_by_probe(path: str, cfg: UNetConfig, shipped: dict, fold: bool) -> 
     model = ConsistencyModel(cfg)
     model.load_state_dict(state)
     # Exported again the same way, the weights give the file's initializers, every one: else they were paired wrongly.
-    for m in model.modules():
-        if isinstance(m, ResBlock):
-            m.fold_norm = fold
+    _set_fold_norm(model, fold)
     with tempfile.TemporaryDirectory() as tmp:
         again = os.path.join(tmp, "again.onnx")
         export_onnx(model.eval(), again, {})
         inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(again).graph.initializer}
     if set(inits) != set(shipped) or any(not np.array_equal(inits[n], shipped[n]) for n in inits):
         raise ValueError(f"{path}: its initializers are not those of this architecture")
+    _set_fold_norm(model, ResBlock.fold_norm)
+    return model.eval()
+
+
+def _set_fold_norm(model, fold: bool) -> None:
+    """Every ResBlock of `model` computes (and so exports) norm2 folded or not (ResBlock.fold_norm)."""
     for m in model.modules():
         if isinstance(m, ResBlock):
-            m.fold_norm = ResBlock.fold_norm
-    return model.eval()
+            m.fold_norm = fold
 
 
 def drop_unit_affine(proto) -> int:
