@@ -34,6 +34,8 @@ import subprocess
 import sys
 import time
 
+from .unet import PRESETS
+
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))      # training/
 ROOT = os.path.dirname(HERE)
 RUN = os.path.join(HERE, "runs", "continuous")
@@ -113,8 +115,10 @@ def set_aside(run: str) -> str:
     return f"{run}.{n}"
 
 
-def plan(run: str, model: str) -> tuple:
-    """(arguments for cmtrain.train, what happens in words)."""
+def plan(run: str, model: str, student: str = None) -> tuple:
+    """(arguments for cmtrain.train, what happens in words). With `student` (a unet preset), a new run trains that
+    architecture, started by cmtrain.student from the shipped model, to give the shipped model's answers at every
+    noise level (the anchor from sigma_min up: distillation)."""
     shipped = sha256(model)
     lineage = read_lineage(run)
     resumable = os.path.exists(os.path.join(run, "last.pt")) and shipped in [lineage.get("base")] + lineage.get("promoted", [])
@@ -130,6 +134,12 @@ def plan(run: str, model: str) -> tuple:
     base = os.path.join(run, "base.onnx")
     with open(model, "rb") as src, open(base, "wb") as dst:
         dst.write(src.read())
+    if student:
+        init = os.path.join(run, "base-student.onnx")
+        subprocess.check_call([sys.executable, "-m", "cmtrain.student", "--from", base, "--preset", student,
+                               "--out", init], cwd=HERE, stdout=subprocess.DEVNULL)
+        return (["--out", run, "--init-onnx", init, "--anchor-onnx", base] + RECIPE + ["--anchor-above", "0.002"],
+                f"new run {run}: a {student} student of {os.path.relpath(model, ROOT)} ({shipped[:12]}){note}")
     return (["--out", run, "--init-onnx", base, "--anchor-onnx", base] + RECIPE,
             f"new run {run} from {os.path.relpath(model, ROOT)} ({shipped[:12]}){note}")
 
@@ -140,7 +150,9 @@ def main(argv=None):
     p.add_argument("--hours", type=float, default=24.0, help="wall-clock hours this invocation trains (default 24)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch threads (default: 1 to every core, whichever trains faster as the load changes)")
-    p.add_argument("--run", default=RUN, help="run folder (default runs/continuous)")
+    p.add_argument("--run", help="run folder (default runs/continuous, or runs/student-PRESET with --student)")
+    p.add_argument("--student", metavar="PRESET",
+                   help="train a faster architecture (e.g. small-s2d) to give the shipped model's answers (cmtrain.student)")
     p.add_argument("--model", default=DEFAULT_MODEL, help="the shipped model (default ../models/default.onnx)")
     p.add_argument("--foreground", action="store_true", help="train in this process (for tests and debugging)")
     p.add_argument("--dry-run", action="store_true", help="say what would run, start nothing")
@@ -148,7 +160,9 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.hours <= 0:
         p.error(f"Expected a positive number of hours but received {a.hours}")
-    run = os.path.abspath(a.run)
+    if a.student and a.student not in PRESETS:
+        p.error(f"--student: expected one of {', '.join(sorted(PRESETS))} but received {a.student}")
+    run = os.path.abspath(a.run or (os.path.join(HERE, "runs", f"student-{a.student}") if a.student else RUN))
     pid = running_pid(run)
     if pid is not None:
         print(f"already training: PID {pid} ({run}/train.log); stop it with: kill -TERM -{os.getpgid(pid)}")
@@ -161,7 +175,7 @@ def main(argv=None):
         return 0
     cores = os.cpu_count() or 1
     threads = a.threads or cores
-    args, what = plan(run, os.path.abspath(a.model))
+    args, what = plan(run, os.path.abspath(a.model), a.student)
     # Without --threads: between 1 and every core, whichever trains faster as the machine's load changes.
     cmd = [sys.executable, "-m", "cmtrain.train"] + args + ["--threads", str(a.threads or -cores),
                                                              "--minutes", f"{a.hours * 60:g}", "--bf16", "auto"] + a.extra

@@ -173,7 +173,7 @@ def drop_unit_affine(proto) -> int:
 
 def export_onnx(model: ConsistencyModel, out: str, meta: dict) -> None:
     """Trace with dynamic N, H, W, then attach metadata_props; always one self-contained file."""
-    res = 2 ** (len(model.net.cfg.mults) - 1)
+    res = 2 ** (len(model.net.cfg.mults) - 1) * model.net.cfg.unshuffle
     x = torch.randn(2, 3, 8 * res, 8 * res)
     sigma = torch.tensor([1.0, 10.0])
     dyn = {"x": {0: "N", 2: "H", 3: "W"}, "sigma": {0: "N"}, "denoised": {0: "N", 2: "H", 3: "W"}}

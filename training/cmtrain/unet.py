@@ -26,21 +26,31 @@ class UNetConfig:
     attention: bool = True          # single-head self-attention at the lowest resolution
     dropout: float = 0.0
     in_channels: int = 3
+    # Space-to-depth factor: 2 runs the whole UNet at half resolution on the 4 * in_channels sub-images of the input
+    # (pixel unshuffle, as FFDNet does) and puts the output back with a pixel shuffle: about half the work per pixel.
+    unshuffle: int = 1
 
     def to_json_dict(self):
         d = asdict(self)
         d["mults"] = list(self.mults)
+        if self.unshuffle == 1:
+            del d["unshuffle"]   # files of the plain UNet keep the metadata they always had
         return d
 
 
 PRESETS = {
     # Random-weight test model: exercises every path, weighs a few hundred kB.
     "tiny": UNetConfig(channels=16, mults=(1, 2, 2), blocks=1, attention=True),
+    # tiny's student (cmtrain.student), for tests.
+    "tiny-s2d": UNetConfig(channels=16, mults=(2, 2), blocks=1, attention=True, unshuffle=2),
     # The default CPU-trained model: 1.75M parameters, 7 MB ONNX, ~15 ms per 64x64 evaluation (2 threads),
     # ~27 images/s of 32x32 training on one CPU thread. Measurements in training/README.md.
     "small": UNetConfig(channels=32, mults=(1, 2, 2, 2), blocks=2, attention=True, dropout=0.1),
     # Near the 16 MiB limit (3.93M parameters, 15.1 MiB, ~29 ms): for a longer (GPU) run.
     "medium": UNetConfig(channels=48, mults=(1, 2, 2, 2), blocks=2, attention=True, dropout=0.1),
+    # small's three lower levels on the 2x2 sub-images (no full-resolution level): same multiple of 8, about half the
+    # work per pixel; can start from a small model's weights (cmtrain.student).
+    "small-s2d": UNetConfig(channels=32, mults=(2, 2, 2), blocks=2, attention=True, dropout=0.0, unshuffle=2),
 }
 
 
@@ -147,7 +157,7 @@ class UNet(nn.Module):
         self.emb_in = ch                            # sinusoidal embedding width
         emb_dim = 4 * ch
         self.emb_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim), nn.SiLU())
-        self.conv_in = nn.Conv2d(cfg.in_channels, ch, 3, padding=1)
+        self.conv_in = nn.Conv2d(cfg.in_channels * cfg.unshuffle ** 2, ch, 3, padding=1)
 
         widths = [ch * m for m in cfg.mults]
         self.down = nn.ModuleList()
@@ -180,12 +190,14 @@ class UNet(nn.Module):
                 self.upsample.append(nn.Conv2d(cur, cur, 3, padding=1))
 
         self.norm_out = norm(cur)
-        self.conv_out = nn.Conv2d(cur, cfg.in_channels, 3, padding=1)
+        self.conv_out = nn.Conv2d(cur, cfg.in_channels * cfg.unshuffle ** 2, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)         # start as F = 0, i.e. f(x) = c_skip x
         nn.init.zeros_(self.conv_out.bias)
 
     def forward(self, x, c_noise):
         emb = self.emb_mlp(sigma_embedding(c_noise, self.emb_in))
+        if self.cfg.unshuffle > 1:
+            x = F.pixel_unshuffle(x, self.cfg.unshuffle)
         h = self.conv_in(x)
         skips = []
         for lvl, blocks in enumerate(self.down):
@@ -201,7 +213,8 @@ class UNet(nn.Module):
                 h = b(h, emb)
             if i < len(self.upsample):
                 h = self.upsample[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        return self.conv_out(F.silu(self.norm_out(h)))
+        out = self.conv_out(F.silu(self.norm_out(h)))
+        return F.pixel_shuffle(out, self.cfg.unshuffle) if self.cfg.unshuffle > 1 else out
 
 
 def count_params(model: nn.Module) -> int:
