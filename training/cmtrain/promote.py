@@ -36,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 import torch
@@ -50,6 +51,7 @@ SIGMAS = (0.05, 0.1, 0.2, 0.5)
 CLI_VARIANTS = ("superres-x2", "superres-x4", "superres-x8", "inpaint-box", "inpaint-strokes", "denoise-25")
 DENOISE_MARGIN = 0.02      # dB the candidate's mean denoising PSNR must gain
 EDIT_MARGIN = 0.02         # dB its mean CLI edit PSNR may lose
+FASTER = 0.8               # a candidate of another architecture must take at most this share of the time per call
 HISTORY = os.path.join(ROOT, "training", "results", "history.csv")
 TASK_PLANS = os.path.join(ROOT, "training", "results", "task_plans.json")
 CARD = os.path.join(ROOT, "models", "README.md")
@@ -125,8 +127,19 @@ def measure(model, x: torch.Tensor, specs) -> dict:
     return out
 
 
-def decide(old: dict, new: dict) -> tuple:
-    """(promote?, why): the rule of the module's docstring."""
+def decide(old: dict, new: dict, within: float = None) -> tuple:
+    """(promote?, why): the rule of the module's docstring; with `within` (a faster architecture, e.g. a student), the
+    candidate must take at most FASTER of the shipped model's time per call (new["time_ratio"]) and lose at most
+    `within` dB on the mean denoising PSNR and on every CLI edit."""
+    if within is not None:
+        ratio = new.get("time_ratio", 1.0)
+        if ratio > FASTER:
+            return False, f"{ratio:.2f}x the shipped model's time per call (must be at most {FASTER}x)"
+        figures = ["denoise_mean"] + sorted(k for k in old if k.startswith("cli_") and k != "cli_mean")
+        worst = min(figures, key=lambda k: new[k] - old[k])
+        loss = new[worst] - old[worst]
+        why = f"{ratio:.2f}x the time per call; the worst figure {worst} {loss:+.3f} dB"
+        return (True, why) if loss >= -within else (False, why + f" (may lose at most {within})")
     gain = new["denoise_mean"] - old["denoise_mean"]
     edits = new["cli_mean"] - old["cli_mean"]
     if gain < DENOISE_MARGIN:
@@ -134,6 +147,24 @@ def decide(old: dict, new: dict) -> tuple:
     if edits < -EDIT_MARGIN:
         return False, f"denoising {gain:+.3f} dB but CLI edits {edits:+.3f} dB (may lose at most {EDIT_MARGIN})"
     return True, f"denoising {gain:+.3f} dB, CLI edits {edits:+.3f} dB"
+
+
+def call_seconds(model, tiles: int = 4, size: int = 128, threads: int = 1, repeats: int = 5) -> float:
+    """Median seconds of one evaluation of `tiles` tiles of size x size in PyTorch (float, `threads` threads)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        x, sigma = torch.randn(tiles, 3, size, size), torch.full((tiles,), 0.2)
+        times = []
+        with torch.no_grad():
+            model(x, sigma)
+            for _ in range(repeats):
+                t = time.perf_counter()
+                model(x, sigma)
+                times.append(time.perf_counter() - t)
+        return float(np.median(times))
+    finally:
+        torch.set_num_threads(old)
 
 
 def requantize(model: str) -> None:
@@ -231,6 +262,10 @@ def main(argv=None):
     p.add_argument("--initial-crops", type=int, default=0)
     p.add_argument("--initial-steps", type=int, default=0)
     p.add_argument("--note", default="")
+    p.add_argument("--faster-within", type=float, metavar="DB",
+                   help="for a faster architecture (a student: npm run train -- --student): promote it if it takes at "
+                        f"most {FASTER}x the time per call and loses at most DB on mean denoising and on every CLI edit")
+    p.add_argument("--name", help="the promoted model's name (default: the shipped one's, one version up)")
     p.add_argument("--dry-run", action="store_true")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads or os.cpu_count() or 1)
@@ -266,9 +301,11 @@ def main(argv=None):
     ckpt_path = a.checkpoint or os.path.join(a.run, "best.pt")
     ckpt = torch.load(ckpt_path, map_location="cpu")
     new_model = load_checkpoint(ckpt_path).eval()
-    name = next_name(old_meta.get("cm.name", "cm"))
+    name = a.name or next_name(old_meta.get("cm.name", "cm"))
     print(f"measuring the candidate {name} ({ckpt_path}, step {ckpt['step']})", flush=True)
     new = measure(new_model, x, specs)
+    if a.faster_within is not None:
+        new["time_ratio"] = call_seconds(new_model) / call_seconds(old_model)
     with tempfile.TemporaryDirectory() as tmp:
         cand = os.path.join(tmp, "candidate.onnx")
         export_with(new_model, old_meta, cand, name)
@@ -284,7 +321,7 @@ def main(argv=None):
         for v in compared:
             new[f"cli_{v}"] = new_cli[v]["psnr"]
         new["cli_mean"] = float(np.mean([new[f"cli_{v}"] for v in compared]))
-        ok, why = decide(old, new)
+        ok, why = decide(old, new, a.faster_within)
         print("\n| figure | shipped | candidate | change |\n|---|---|---|---|")
         for k in old:
             print(f"| {k} | {old[k]:.3f} | {new[k]:.3f} | {new[k] - old[k]:+.3f} |")
@@ -300,7 +337,7 @@ def main(argv=None):
                "decision": "promoted" if ok else "refused", "run": os.path.relpath(os.path.abspath(a.run), ROOT),
                "step": ckpt["step"], "crops": ckpt["images"], "wall_hours": ckpt["seconds"] / 3600,
                "cpu_hours": run_cpu - counted, "cumulative_cpu_hours": base_cum + run_cpu - counted,
-               **new, "note": (a.note + "; " if a.note else "") + why}
+               **{k: v for k, v in new.items() if k != "time_ratio"}, "note": (a.note + "; " if a.note else "") + why}
         if a.dry_run:
             print("dry run: nothing written")
             return 0

@@ -41,6 +41,15 @@ def test_the_rule():
     assert promote.decide(old, {"denoise_mean": 30.1, "cli_mean": 24.99})[0]          # within the edit margin
     assert not promote.decide(old, {"denoise_mean": 30.01, "cli_mean": 26.0})[0]      # denoising gain too small
     assert not promote.decide(old, {"denoise_mean": 31.0, "cli_mean": 24.9})[0]       # edits worse
+    # A faster architecture (a student): it may lose at most `within` dB on the denoising mean and on every CLI edit.
+    old = {"denoise_mean": 30.0, "cli_mean": 25.0, "cli_superres-x4": 26.0, "cli_inpaint-box": 24.0}
+    near = {"denoise_mean": 29.97, "cli_mean": 24.98, "cli_superres-x4": 25.96, "cli_inpaint-box": 24.0, "time_ratio": 0.5}
+    assert promote.decide(old, near, within=0.05)[0]
+    assert not promote.decide(old, near)[0]                                            # the ordinary rule wants a gain
+    one_edit = {**near, "cli_inpaint-box": 23.9}                                       # the mean hides one task's loss
+    ok, why = promote.decide(old, one_edit, within=0.05)
+    assert not ok and "cli_inpaint-box" in why
+    assert not promote.decide(old, {**near, "time_ratio": 0.9}, within=0.05)[0]       # not faster
     assert promote.next_name("cm-patch64-small-2") == "cm-patch64-small-3" and promote.next_name("probe") == "probe-2"
 
 
