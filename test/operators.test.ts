@@ -205,6 +205,23 @@ describe('superres operator', () => {
     },
   );
 
+  test.prop([seed, lowSide, lowSide, fc.constantFrom(2, 4, 8), fc.constantFrom('smooth', 'lanczos' as const), fc.boolean()])(
+    'in range: the rounds computed where they matter give the alternating projections P(clamp(x)), then the same last step',
+    (s, lh, lw, p, correction, sparse) => {
+      // x with the means (as the sampler's last step has it): out of range everywhere, or at a few spikes only.
+      const y = randomTensor(s, 1, 3, lh * p, lw * p).map((v) => 0.9 * v);
+      const op = superresOperator(y, p, correction);
+      const noise = randomTensor(s + 5, 1, 3, lh * p, lw * p);
+      const x = op.project(sparse ? y.map((v, i) => (noise.data[i] > 0.97 ? v + 8 * noise.data[i] : v)) : noise.map((v) => 2.5 * v));
+      let dense = x.clone();
+      const out = (t: Tensor) => t.data.some((v) => v < -1 || v > 1);
+      for (let k = 0; k < 8 && out(dense); k++) dense = op.project(dense.map((v) => Math.min(1, Math.max(-1, v))));
+      // The orthogonal operator's in-range step is the last step alone (it has no rounds).
+      const want = superresOperator(y, p, 'orthogonal').projectInRange(dense);
+      expect(maxAbsDiff(op.projectInRange(x), want)).toBeLessThan(1e-5);
+    },
+  );
+
   test.prop([fc.double({ min: 0, max: 1, noNaN: true }), fc.constantFrom(4, 8)])(
     'in range, smooth: a smooth ring over the range comes back smooth, where moving whole patches shows the grid',
     (shift, p) => {

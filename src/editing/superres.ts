@@ -23,7 +23,7 @@
  * With the Lanczos-3 correction and that in-range step (the default before) the output had 1.77/1.68/1.94, PSNR
  * 35.21/30.19/26.41 dB; with these 1.74/1.63/1.85, 35.21/30.20/26.43 dB. Pure.
  */
-import { clamp, Tensor } from '../tensor.js';
+import { Tensor } from '../tensor.js';
 import { projectBlockInRange } from './box.js';
 import { once, type Operator } from './operator.js';
 import { resample, taps, type Kernel, type Taps } from './resample.js';
@@ -41,17 +41,13 @@ const KERNEL: Record<Exclude<Correction, 'orthogonal'>, Kernel> = { smooth: 'bsp
  * Rounds of x <- P(clamp(x)) before the exact in-range step of a smooth correction (alternating projections onto the
  * range and onto the means; they stop once in range). Measured on training crops at x8 with the default
  * model: the final step's blockiness rise 0.13 with none, 0.08 with 4, 0.04 with 16 (24 crops); 0.02 with 8 (48 crops).
- * Cost: each round is one projection. On 2048x2048 random low-res images made consistent (9-13% of the values out of
- * range, all 8 rounds run) the in-range step took 6-9 s against 1.3-1.8 s moving patches alone; whole Kodak photos
- * through the CLI took as long as before (bench/results/blockiness.md).
+ * Cost: each round is one projection where values were out of range (2048x2048 random low-res images made
+ * consistent, 9-13% of the values out of range, all 8 rounds run: 6-9 s against 1.3-1.8 s moving patches alone);
+ * on photos, where about 0.1% of the output's values are out of range, a round is computed only near them
+ * (clampAndCorrect): the in-range step of a 1024x768 Kodak photo's x4 took 0.55x the time of full projections, the
+ * same values to 2.4e-7 (bench/results/inrange.md).
  */
 const IN_RANGE_ROUNDS = 8;
-
-/** Whether a value of x is outside [-1, 1]. */
-function outOfRange(x: Tensor): boolean {
-  for (let i = 0; i < x.data.length; i++) if (x.data[i] < -1 || x.data[i] > 1) return true;
-  return false;
-}
 
 /** Mean of every p x p patch, one value per patch: [N,C,H/p,W/p]. */
 export function patchMeans(x: Tensor, p: number): Tensor {
@@ -99,15 +95,19 @@ export function superresOperator(y: Tensor, p: number, correction: Correction = 
     for (let nc = 0; nc < x.n * x.c; nc++) correct(x.data, out.data, nc, target.data);
     return out;
   };
-  const correct = correction === 'orthogonal' ? orthogonalCorrection(y.w, y.h, p) : smoothCorrection(y.w, y.h, p, KERNEL[correction]);
+  const smooth = correction === 'orthogonal' ? undefined : smoothCorrection(y.w, y.h, p, KERNEL[correction]);
+  const correct = smooth?.correct ?? orthogonalCorrection(y.w, y.h, p);
   return {
     start: keep,
     estimate: once(() => resample(target, y.w, y.h, 'lanczos3')),
     project,
     projectInRange: (x) => {
-      let out = x.clone();
-      if (correction !== 'orthogonal') {
-        for (let k = 0; k < IN_RANGE_ROUNDS && outOfRange(out); k++) out = project(clamp(out));
+      if (!x.sameShape(y)) throw new RangeError(`superres: an image of shape [${x.shape}] for an operator of [${y.shape}]`);
+      const out = x.clone();
+      if (smooth) {
+        for (let nc = 0; nc < x.n * x.c; nc++) {
+          for (let k = 0; k < IN_RANGE_ROUNDS && smooth.clampAndCorrect(out.data, nc, target.data); k++);
+        }
       }
       for (let nc = 0; nc < x.n * x.c; nc++) {
         for (let py = 0; py < target.h; py++) {
@@ -163,7 +163,7 @@ function orthogonalCorrection(w: number, h: number, p: number): Correct {
  * with the B-spline, 6e-8, 1.5e-8, 7.5e-9 with Lanczos-3, against 6e-8, 3e-8, 1.7e-8); a final orthogonal step for the last bits changed none of these numbers, so there is
  * none.
  */
-function smoothCorrection(w: number, h: number, p: number, kernel: Kernel): Correct {
+function smoothCorrection(w: number, h: number, p: number, kernel: Kernel): { correct: Correct; clampAndCorrect: ClampAndCorrect } {
   const lw = w / p;
   const lh = h / p;
   const ux = taps(kernel, lw, w);
@@ -172,7 +172,7 @@ function smoothCorrection(w: number, h: number, p: number, kernel: Kernel): Corr
   const my = bandedLu(meanOfUpsampling(uy, lh, p));
   const v = new Float64Array(lw);
   const inv = 1 / (p * p);
-  return (x, out, nc, target) => {
+  const correct: Correct = (x, out, nc, target) => {
     // z = target - patchmean(x), then solved in place.
     const z = patchSums(x, nc, w, h, p);
     const t0 = nc * z.length;
@@ -197,7 +197,99 @@ function smoothCorrection(w: number, h: number, p: number, kernel: Kernel): Corr
       }
     }
   };
+
+  // The output columns (rows) whose taps reach each low-res column (row): [first, last].
+  const reach = (t: Taps, n: number, size: number) => {
+    const first = new Int32Array(n).fill(size);
+    const last = new Int32Array(n).fill(-1);
+    for (let i = 0; i < size; i++) {
+      for (let k = 0; k < t.count[i]; k++) {
+        const j = t.first[i] + k;
+        first[j] = Math.min(first[j], i);
+        last[j] = Math.max(last[j], i);
+      }
+    }
+    return { first, last };
+  };
+  const cols = reach(ux, lw, w);
+  const rows = reach(uy, lh, h);
+  const active = new Uint8Array(h);
+  const clampAndCorrect: ClampAndCorrect = (x, nc, target) => {
+    // Clamp in place.
+    let any = false;
+    const plane = x.subarray(nc * h * w, (nc + 1) * h * w);
+    for (let i = 0; i < plane.length; i++) {
+      const value = plane[i];
+      if (value > 1 || value < -1) {
+        plane[i] = value > 1 ? 1 : -1;
+        any = true;
+      }
+    }
+    if (!any) return false;
+    // z = target - patchmean(x), solved as in `correct`: about what the clamping took from the patches it changed, and
+    // float rounding elsewhere when x had the means.
+    const z = patchSums(x, nc, w, h, p);
+    const t0 = nc * z.length;
+    for (let j = 0; j < z.length; j++) z[j] = target[t0 + j] - z[j] * inv;
+    for (let r = 0; r < lh; r++) mx.solve(z, r * lw, 1);
+    for (let c = 0; c < lw; c++) my.solve(z, c, lw);
+    // U z where it is not negligible: z decays geometrically away from the changed patches (B U is diagonally
+    // dominant: by about half per low-res pixel with the B-spline), so far from them it falls under TINY and is left
+    // out; the rows and the runs of columns that it reaches are computed.
+    active.fill(0);
+    for (let r = 0; r < lh; r++) {
+      for (let c = 0; c < lw; c++) {
+        if (Math.abs(z[r * lw + c]) > TINY) {
+          active.fill(1, rows.first[r], rows.last[r] + 1);
+          break;
+        }
+      }
+    }
+    for (let i = 0; i < h; i++) {
+      if (!active[i]) continue;
+      v.fill(0);
+      const wy0 = i * uy.stride;
+      for (let k = 0; k < uy.count[i]; k++) {
+        const wk = uy.weights[wy0 + k];
+        const zr = (uy.first[i] + k) * lw;
+        for (let c = 0; c < lw; c++) v[c] += wk * z[zr + c];
+      }
+      // Each run of low-res columns where v is not negligible, and the output columns its taps reach.
+      const r = (nc * h + i) * w;
+      let done = -1;
+      for (let c = 0; c < lw; c++) {
+        if (!(Math.abs(v[c]) > TINY)) continue;
+        let end = c;
+        while (end + 1 < lw && Math.abs(v[end + 1]) > TINY) end++;
+        for (let u = Math.max(cols.first[c], done + 1); u <= cols.last[end]; u++) {
+          let s = 0;
+          const w0 = u * ux.stride;
+          const f = ux.first[u];
+          for (let k = 0; k < ux.count[u]; k++) s += ux.weights[w0 + k] * v[f + k];
+          x[r + u] += s;
+        }
+        done = Math.max(done, cols.last[end]);
+        c = end;
+      }
+    }
+    return true;
+  };
+  return { correct, clampAndCorrect };
 }
+
+/**
+ * One round of the in-range step on plane nc, in place: clamp into [-1, 1], then the smooth correction of the means
+ * (`correct` after a clamp), computed only where it is not negligible: when x had the means, a few thousand
+ * out-of-range values of a 1024x1024 output need it on a small part of the image. False, and nothing changed, when
+ * the plane was in range.
+ */
+type ClampAndCorrect = (x: Float32Array, nc: number, target: Float32Array) => boolean;
+
+/**
+ * Corrections smaller than this are left out of the in-range rounds ([-1, 1] units: float32's step at 1 is 1.2e-7,
+ * a grey level 7.8e-3); the exact per-patch step after the rounds makes the means exact whatever is left.
+ */
+const TINY = 1e-7;
 
 /** A banded n x n matrix: entry (j, k) at a[j * width + k - j + bw], zero where |j - k| > bw. */
 interface Band {
