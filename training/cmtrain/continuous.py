@@ -41,6 +41,18 @@ ROOT = os.path.dirname(HERE)
 RUN = os.path.join(HERE, "runs", "continuous")
 DEFAULT_MODEL = os.path.join(ROOT, "models", "default.onnx")
 LINEAGE = "LINEAGE.json"
+# What `npm run train` trains when no --student is given: {"student": PRESET or null, "why": ...}, committed, so that
+# every session continues the project's current run with the same one command.
+CURRENT = os.path.join(HERE, "current-run.json")
+
+
+def current_student(path: str = CURRENT):
+    """The preset the project's current run distils into (None: the plain run of the shipped model)."""
+    try:
+        with open(path) as f:
+            return json.load(f).get("student")
+    except (OSError, ValueError):
+        return None
 # The recipe of a new run (cmtrain.train flags); a resumed run keeps the values it was started with.
 RECIPE = ["--crop", "32", "--batch", "32", "--lr", "3e-4", "--warmup", "100", "--pretrain-iters", "100000000",
           "--loss", "mse", "--p-mean", "-1.2", "--p-std", "1.5", "--anchor-above", "2.0", "--ckpt-minutes", "8",
@@ -152,7 +164,8 @@ def main(argv=None):
                    help="torch threads (default: 1 to every core, whichever trains faster as the load changes)")
     p.add_argument("--run", help="run folder (default runs/continuous, or runs/student-PRESET with --student)")
     p.add_argument("--student", metavar="PRESET",
-                   help="train a faster architecture (e.g. small-s2d) to give the shipped model's answers (cmtrain.student)")
+                   help="train a faster architecture (e.g. small-s2d) to give the shipped model's answers (cmtrain.student); "
+                        "'none' for the plain run (default: training/current-run.json says which)")
     p.add_argument("--model", default=DEFAULT_MODEL, help="the shipped model (default ../models/default.onnx)")
     p.add_argument("--foreground", action="store_true", help="train in this process (for tests and debugging)")
     p.add_argument("--dry-run", action="store_true", help="say what would run, start nothing")
@@ -160,6 +173,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.hours <= 0:
         p.error(f"Expected a positive number of hours but received {a.hours}")
+    a.student = current_student() if a.student is None else (None if a.student == "none" else a.student)
     if a.student and a.student not in PRESETS:
         p.error(f"--student: expected one of {', '.join(sorted(PRESETS))} but received {a.student}")
     run = os.path.abspath(a.run or (os.path.join(HERE, "runs", f"student-{a.student}") if a.student else RUN))

@@ -28,7 +28,7 @@ def test_new_run_then_resume_then_a_new_run_for_another_shipped_model(tmp_path):
     data = _photos(tmp_path / "photos", n=8)
     run = tmp_path / "runs" / "continuous"
     shipped = _shipped(tmp_path / "default.onnx", 1)
-    common = ["--run", str(run), "--model", str(shipped), "--threads", "1", "--foreground", "--"] + _train_args(data)
+    common = ["--run", str(run), "--model", str(shipped), "--student", "none", "--threads", "1", "--foreground", "--"] + _train_args(data)
 
     assert continuous.main(common + ["--max-steps", "2"]) == 0
     lineage = json.loads((run / "LINEAGE.json").read_text())
@@ -62,7 +62,7 @@ def test_background_start_is_niced_in_its_own_group_and_stops_cleanly_on_sigterm
     run = tmp_path / "run"
     shipped = _shipped(tmp_path / "default.onnx", 1)
     out = subprocess.run([sys.executable, "-m", "cmtrain.continuous", "--run", str(run), "--model", str(shipped),
-                          "--threads", "1", "--hours", "1", "--"] + _train_args(data),
+                          "--student", "none", "--threads", "1", "--hours", "1", "--"] + _train_args(data),
                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(continuous.__file__))),
                          stdout=subprocess.PIPE, text=True, check=True).stdout
     pid = int((run / "PID").read_text())
@@ -73,7 +73,8 @@ def test_background_start_is_niced_in_its_own_group_and_stops_cleanly_on_sigterm
         if os.path.exists(f"/proc/{pid}/autogroup"):      # and its session's group yields to the others too
             assert open(f"/proc/{pid}/autogroup").read().split()[-1] == "19"
         # A second start while it runs starts nothing.
-        again = subprocess.run([sys.executable, "-m", "cmtrain.continuous", "--run", str(run), "--model", str(shipped)],
+        again = subprocess.run([sys.executable, "-m", "cmtrain.continuous", "--run", str(run), "--model", str(shipped),
+                                "--student", "none"],
                                cwd=os.path.dirname(os.path.dirname(os.path.abspath(continuous.__file__))),
                                stdout=subprocess.PIPE, text=True, check=True).stdout
         assert "already training" in again and str(pid) in again
@@ -104,3 +105,12 @@ def test_background_start_is_niced_in_its_own_group_and_stops_cleanly_on_sigterm
     # SIGTERM: a checkpoint is written before it stops.
     assert torch.load(run / "last.pt")["step"] >= 1
     assert "stopped at step" in (run / "train.log").read_text()
+
+
+def test_the_committed_current_run_names_a_preset_and_none_overrides_it(tmp_path):
+    """training/current-run.json is what `npm run train` trains; it must name a real preset (or null)."""
+    student = continuous.current_student()
+    assert student is None or student in continuous.PRESETS
+    (tmp_path / "current.json").write_text('{"student": "tiny-s2d", "why": "a test"}')
+    assert continuous.current_student(str(tmp_path / "current.json")) == "tiny-s2d"
+    assert continuous.current_student(str(tmp_path / "missing.json")) is None
