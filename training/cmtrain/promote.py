@@ -16,7 +16,10 @@
      --score-only`, onnxruntime-node): superres x2/x4/x8, inpaint box/strokes, denoise 25, PSNR.
 4. The candidate is better when its mean denoising PSNR over the four noise levels is at least 0.02 dB higher AND
    the mean PSNR of the CLI edits is no more than 0.02 dB lower (a better denoiser that edits worse is not
-   shipped). Only then is models/default.onnx replaced, atomically (written beside it, synced, renamed over it), with
+   shipped). A faster architecture (`--faster-within DB`, a student of `npm run train -- --student`) is judged
+   instead by speed and no loss: at most 0.8x the shipped model's time per call (PyTorch, 4 tiles of 128x128, one
+   thread) and at most DB lower on the mean denoising PSNR and on every CLI edit. Only then is models/default.onnx
+   replaced, atomically (written beside it, synced, renamed over it), with
    training/results/task_plans.json, and its int8 variant models/default-int8.onnx is made again (cmtrain.quantize).
 5. Either way a line is appended to training/results/history.csv (date, machine, steps, crops, hours, cumulative
    CPU-hours, every figure, the decision), and on promotion the model card's generated section (between the
