@@ -8,7 +8,8 @@ back through a new GroupNorm, SiLU, 3x3 convolution to 12 channels and a pixel s
 embedding, levels 1-3 down and up, the middle with its attention, two of the three upsampling convolutions) has the
 same shape in both, so the student starts with the teacher's trained weights there; distillation from the teacher
 (cmtrain.train with the teacher as the anchor at every noise level) then teaches the new ends. One evaluation costs
-about 0.37x of `small`'s in int8 (bench/results/student.md).
+0.36x of `small`'s in int8; an hour of distillation did not make it good enough to ship (its superres x2 stayed
+3.2 dB under the teacher's: bench/results/student.md).
 """
 import argparse
 import json
