@@ -1,15 +1,16 @@
-"""A faster student from a trained model: the `small-s2d` UNet starts from a `small` model's lower levels.
+"""Faster students that start from a trained `small` model's weights: `small-s2d` and `small-thin`.
 
-  python3 -m cmtrain.student --from ../models/default.onnx --out runs/student/base-student.onnx
+  python3 -m cmtrain.student --from ../models/default.onnx --preset small-thin --out runs/student/base-student.onnx
 
 `small-s2d` (unet.PRESETS) is `small` without its full-resolution level: the image's 2x2 sub-images (pixel unshuffle,
 12 channels at half resolution) go through a new 3x3 convolution into what was `small`'s level 1, and the output comes
-back through a new GroupNorm, SiLU, 3x3 convolution to 12 channels and a pixel shuffle. Every other weight (the noise
-embedding, levels 1-3 down and up, the middle with its attention, two of the three upsampling convolutions) has the
-same shape in both, so the student starts with the teacher's trained weights there; distillation from the teacher
-(cmtrain.train with the teacher as the anchor at every noise level) then teaches the new ends. One evaluation costs
-0.36x of `small`'s in int8; an hour of distillation did not make it good enough to ship (its superres x2 stayed
-3.2 dB under the teacher's: bench/results/student.md).
+back through a new 3x3 convolution to 12 channels and a pixel shuffle; the teacher's levels 1-3 become its levels
+0-2. `small-thin` keeps every level but makes the full-resolution one 16 channels wide instead of 32 (and the
+upsampling convolution into it narrow): its levels 1-3 are the teacher's. Every weight whose place and shape the two
+share (the noise embedding, the lower levels down and up, the middle with its attention) starts as the teacher's;
+the rest is new, and distillation from the teacher (cmtrain.train with the teacher as the anchor at every noise
+level) teaches it. One evaluation costs 0.36x (s2d) and 0.62x (thin) of `small`'s in int8; an hour of distillation
+did not make s2d good enough to ship (its superres x2 stayed 3.2 dB under the teacher's: bench/results/student.md).
 """
 import argparse
 import json
@@ -25,39 +26,43 @@ NEW = ("net.conv_in.", "net.norm_out.", "net.conv_out.")
 
 
 def check_pair(teacher: UNetConfig, student: UNetConfig) -> None:
-    """The student must be the teacher without its first level, on sub-images of the factor that level's resolution
-    step had."""
-    want = (teacher.channels, teacher.mults[1:], teacher.blocks, teacher.attention, teacher.in_channels)
-    have = (student.channels, student.mults, student.blocks, student.attention, student.in_channels)
-    if teacher.unshuffle != 1 or student.unshuffle != 2 or want != have:
+    """The student must be the teacher with its first level removed (on 2x2 sub-images) or narrowed."""
+    plain = teacher.unshuffle == 1 and not teacher.narrow_up
+    same = (teacher.channels, teacher.blocks, teacher.attention, teacher.in_channels) == \
+        (student.channels, student.blocks, student.attention, student.in_channels)
+    s2d = student.unshuffle == 2 and tuple(student.mults) == tuple(teacher.mults[1:])
+    thin = (student.unshuffle == 1 and student.narrow_up and tuple(student.mults[1:]) == tuple(teacher.mults[1:])
+            and student.mults[0] < teacher.mults[0])
+    if not (plain and same and (s2d or thin)):
         raise ValueError(f"a {student} student cannot start from a {teacher} teacher: the student must be the teacher "
-                         f"without its full-resolution level, on 2x2 sub-images")
+                         f"without its full-resolution level, on 2x2 sub-images, or with a narrower one")
 
 
-def teacher_name(name: str) -> str:
-    """The teacher parameter that the student's parameter `name` starts from."""
+def teacher_name(name: str, cfg: UNetConfig = None) -> str:
+    """The teacher parameter that the student's parameter `name` starts from (s2d: the encoder's levels shift by one;
+    the decoder runs coarse to fine, so its indices stay)."""
+    if cfg is not None and cfg.unshuffle == 1:
+        return name
     m = re.match(r"net\.(down|downsample)\.(\d+)\.(.*)", name)
     if m:
         return f"net.{m.group(1)}.{int(m.group(2)) + 1}.{m.group(3)}"
-    return name     # emb_mlp, mid1, attn, mid2, up.i, upsample.i: the same index (the decoder runs coarse to fine)
+    return name
 
 
 @torch.no_grad()
 def make_student(teacher: ConsistencyModel, cfg: UNetConfig, seed: int = 0) -> ConsistencyModel:
-    """A ConsistencyModel of `cfg` whose shared weights are the teacher's; the new ends get torch's initialisation,
-    except that the output convolution gets small random weights instead of zeros (so that gradients reach the
-    teacher's weights from the first step)."""
+    """A ConsistencyModel of `cfg` whose weights are the teacher's wherever the teacher has a parameter of that place
+    and shape; the others get torch's initialisation, except that the output convolution gets small random weights
+    instead of zeros (so that gradients reach the teacher's weights from the first step)."""
     check_pair(teacher.net.cfg, cfg)
     torch.manual_seed(seed)
     student = ConsistencyModel(cfg)
     source = teacher.state_dict()
     state = student.state_dict()
     for name in state:
-        if name.startswith(NEW):
+        t = source.get(teacher_name(name, cfg))
+        if name.startswith(NEW) or t is None or t.shape != state[name].shape:
             continue
-        t = source[teacher_name(name)]
-        if t.shape != state[name].shape:
-            raise ValueError(f"{name}: shape {tuple(state[name].shape)} but the teacher's {teacher_name(name)} is {tuple(t.shape)}")
         state[name] = t.clone()
     student.load_state_dict(state)
     student.net.conv_out.weight.normal_(0.0, 1e-3)

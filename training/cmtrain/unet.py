@@ -21,7 +21,7 @@ import torch.nn.functional as F
 @dataclass(frozen=True)
 class UNetConfig:
     channels: int = 32              # base width
-    mults: Tuple[int, ...] = (1, 2, 2)
+    mults: Tuple[float, ...] = (1, 2, 2)   # width of each level in channels; a fraction for a narrow level
     blocks: int = 1                 # residual blocks per level (encoder and decoder each)
     attention: bool = True          # single-head self-attention at the lowest resolution
     dropout: float = 0.0
@@ -29,20 +29,25 @@ class UNetConfig:
     # Space-to-depth factor: 2 runs the whole UNet at half resolution on the 4 * in_channels sub-images of the input
     # (pixel unshuffle, as FFDNet does) and puts the output back with a pixel shuffle: about half the work per pixel.
     unshuffle: int = 1
+    # True: each upsampling convolution maps to the finer level's width (not its own), so that a narrow
+    # full-resolution level (mults[0] < 1) gets no wide full-resolution tensors.
+    narrow_up: bool = False
 
     def to_json_dict(self):
         d = asdict(self)
         d["mults"] = list(self.mults)
-        if self.unshuffle == 1:
-            del d["unshuffle"]   # files of the plain UNet keep the metadata they always had
+        for k in ("unshuffle", "narrow_up"):
+            if d[k] == UNetConfig.__dataclass_fields__[k].default:
+                del d[k]   # files of the plain UNet keep the metadata they always had
         return d
 
 
 PRESETS = {
     # Random-weight test model: exercises every path, weighs a few hundred kB.
     "tiny": UNetConfig(channels=16, mults=(1, 2, 2), blocks=1, attention=True),
-    # tiny's student (cmtrain.student), for tests.
+    # tiny's students (cmtrain.student), for tests.
     "tiny-s2d": UNetConfig(channels=16, mults=(2, 2), blocks=1, attention=True, unshuffle=2),
+    "tiny-thin": UNetConfig(channels=16, mults=(0.5, 2, 2), blocks=1, attention=True, narrow_up=True),
     # The default CPU-trained model: 1.75M parameters, 7 MB ONNX, ~15 ms per 64x64 evaluation (2 threads),
     # ~27 images/s of 32x32 training on one CPU thread. Measurements in training/README.md.
     "small": UNetConfig(channels=32, mults=(1, 2, 2, 2), blocks=2, attention=True, dropout=0.1),
@@ -51,6 +56,9 @@ PRESETS = {
     # small's three lower levels on the 2x2 sub-images (no full-resolution level): same multiple of 8, 0.36x the int8
     # call; starts from a small model's weights (cmtrain.student). Distilled for an hour (2026-12-07) it denoised
     # within 1.3 dB of small but its superres x2 stayed 3.2 dB under (bench/results/student.md): not shipped.
+    # small with a 16-channel full-resolution level (half of small's, and the upsampling into it narrow too): the
+    # lower levels are small's, so it can start from a small model's weights (cmtrain.student).
+    "small-thin": UNetConfig(channels=32, mults=(0.5, 2, 2, 2), blocks=2, attention=True, dropout=0.0, narrow_up=True),
     "small-s2d": UNetConfig(channels=32, mults=(2, 2, 2), blocks=2, attention=True, dropout=0.0, unshuffle=2),
 }
 
@@ -158,12 +166,12 @@ class UNet(nn.Module):
         self.emb_in = ch                            # sinusoidal embedding width
         emb_dim = 4 * ch
         self.emb_mlp = nn.Sequential(nn.Linear(ch, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim), nn.SiLU())
-        self.conv_in = nn.Conv2d(cfg.in_channels * cfg.unshuffle ** 2, ch, 3, padding=1)
-
-        widths = [ch * m for m in cfg.mults]
+        widths = [int(ch * m) for m in cfg.mults]
+        # conv_in gives `ch` channels, or the first level's width where that is narrower (small-thin).
+        cur = min(ch, widths[0])
+        self.conv_in = nn.Conv2d(cfg.in_channels * cfg.unshuffle ** 2, cur, 3, padding=1)
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
-        cur = ch
         for lvl, w in enumerate(widths):
             blocks = nn.ModuleList()
             for _ in range(cfg.blocks):
@@ -188,7 +196,9 @@ class UNet(nn.Module):
             cur = w
             self.up.append(blocks)
             if lvl > 0:
-                self.upsample.append(nn.Conv2d(cur, cur, 3, padding=1))
+                finer = widths[lvl - 1] if cfg.narrow_up else cur
+                self.upsample.append(nn.Conv2d(cur, finer, 3, padding=1))
+                cur = finer
 
         self.norm_out = norm(cur)
         self.conv_out = nn.Conv2d(cur, cfg.in_channels * cfg.unshuffle ** 2, 3, padding=1)

@@ -91,12 +91,44 @@ def test_student_starts_with_the_teachers_weights():
     assert student.net.conv_out.weight.abs().sum() > 0
 
 
+def test_thin_student_keeps_every_level_with_a_narrow_first_one(tmp_path):
+    teacher = random_model("tiny", 2)
+    student = make_student(teacher, PRESETS["tiny-thin"], seed=0)
+    net = student.net
+    assert net.conv_in.out_channels == 8 and net.conv_out.in_channels == 8
+    assert net.upsample[-1].out_channels == 8           # narrow_up: no 32-channel tensor at full resolution
+    t, s = teacher.state_dict(), student.state_dict()
+    copied = [k for k in s if k in t and t[k].shape == s[k].shape and torch.equal(s[k], t[k])]
+    # The lower levels, the middle and the noise embedding are the teacher's, at the same names.
+    for k in ("net.down.1.0.conv2.weight", "net.down.2.0.conv1.weight", "net.mid1.conv1.weight", "net.attn.qkv.weight",
+              "net.up.0.0.conv1.weight", "net.upsample.0.weight", "net.emb_mlp.0.weight"):
+        assert k in copied, k
+    # The full-resolution level is new (its shapes differ), and so is what feeds level 1 from it.
+    assert not any(k.startswith(("net.down.0.", "net.up.2.", "net.conv_in.")) for k in copied)
+    assert "net.down.1.0.conv1.weight" not in copied
+    # Plain UNet metadata is unchanged; the thin one says narrow_up, and comes back from its ONNX file.
+    assert "narrow_up" not in PRESETS["small"].to_json_dict()
+    with torch.no_grad():       # the new blocks' zero-initialised weights would be one initializer in the file
+        for p in student.parameters():
+            if not p.any():
+                p.normal_(0.0, 0.05)
+    s = student.state_dict()
+    path = _export(student, tmp_path / "thin.onnx")
+    assert json.loads(read_metadata(str(path))["cm.architecture"])["narrow_up"] is True
+    back = load_onnx_weights(str(path)).state_dict()
+    for k, v in s.items():
+        assert torch.equal(v, back[k]), k
+
+
 def test_student_must_be_the_teacher_without_its_first_level():
     with pytest.raises(ValueError, match="without its full-resolution level"):
         check_pair(PRESETS["tiny"], PRESETS["small-s2d"])
     with pytest.raises(ValueError):
         check_pair(PRESETS["tiny"], UNetConfig(channels=16, mults=(2, 2), blocks=1, attention=True, unshuffle=1))
+    with pytest.raises(ValueError):     # not narrower
+        check_pair(PRESETS["tiny"], UNetConfig(channels=16, mults=(1, 2, 2), blocks=1, attention=True, narrow_up=True))
     check_pair(PRESETS["small"], PRESETS["small-s2d"])
+    check_pair(PRESETS["small"], PRESETS["small-thin"])
 
 
 def test_continuous_student_run_distils_from_the_shipped_model(tmp_path):
