@@ -53,7 +53,7 @@ def teacher_name(name: str, cfg: UNetConfig = None) -> str:
 def make_student(teacher: ConsistencyModel, cfg: UNetConfig, seed: int = 0) -> ConsistencyModel:
     """A ConsistencyModel of `cfg` whose weights are the teacher's wherever the teacher has a parameter of that place
     and shape; the others get torch's initialisation, except that the output convolution gets small random weights
-    instead of zeros (so that gradients reach the teacher's weights from the first step)."""
+    instead of zeros (so that gradients reach the teacher's weights from the first step) and other zeros tiny ones."""
     check_pair(teacher.net.cfg, cfg)
     torch.manual_seed(seed)
     student = ConsistencyModel(cfg)
@@ -66,6 +66,11 @@ def make_student(teacher: ConsistencyModel, cfg: UNetConfig, seed: int = 0) -> C
         state[name] = t.clone()
     student.load_state_dict(state)
     student.net.conv_out.weight.normal_(0.0, 1e-3)
+    # New parameters that torch starts at zero (each new block's last convolution, the norms' biases) get tiny random
+    # values: the exporter writes equal tensors once, and cmtrain.export.load_onnx_weights needs one per parameter.
+    for name, p in student.named_parameters():
+        if not p.any():
+            p.normal_(0.0, 1e-5)
     return student.eval()
 
 
