@@ -3,7 +3,10 @@
   npm run train -- [--hours 24] [--threads N] [--foreground]          (from the repository root)
   python3 -m cmtrain.continuous [--hours 24] ...                       (from training/)
 
-One run folder, runs/continuous/. Its lineage file says which models/default.onnx it grew from (sha256) and which
+Which run: training/current-run.json names a student preset or none. With none (or --student none), the plain run
+of the shipped model in runs/continuous/; with a preset (or --student PRESET), that faster architecture distilled from
+the shipped model in runs/student-PRESET/ (cmtrain.student starts it; the shipped model is the target at every noise
+level). Either folder's lineage file says which models/default.onnx it grew from (sha256) and which
 shipped models it has since produced (cmtrain.promote adds them): when the shipped model is one of those, the run
 resumes from its own last.pt (same data order, optimiser and EMA); when models/default.onnx is anything else (a fresh
 clone, a model promoted on another machine), the old folder is set aside as runs/continuous.N and a new run starts

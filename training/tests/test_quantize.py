@@ -99,3 +99,19 @@ def test_outputs_close_and_exact_at_sigma_min(prepared, tmp_path):
     x0 = cx[:2].copy()
     out = Q.run_model(path, x0, np.full(2, 0.002, dtype=np.float32))
     assert np.array_equal(out, x0)
+
+
+def test_a_narrow_full_resolution_level_keeps_its_decoder_in_float(tmp_path):
+    from cmtrain.export import export_onnx, metadata, random_model
+    from cmtrain.unet import PRESETS
+    assert Q.keep_float_for({"type": "unet", **PRESETS["small"].to_json_dict()}) == Q.KEEP_FLOAT_CONVS
+    thin = Q.keep_float_for({"type": "unet", **PRESETS["tiny-thin"].to_json_dict()})
+    extra = set(thin) - set(Q.KEEP_FLOAT_CONVS)
+    # In the exported graph they name the decoder's full-resolution convolutions: the upsampling into the level and
+    # its blocks' (conv1, conv2, and the first block's skip), nothing else.
+    model = random_model("tiny-thin", 0)
+    path = str(tmp_path / "thin.onnx")
+    export_onnx(model, path, metadata(model, "thin", "MIT", "synthetic", {"1": [0, 39]}))
+    convs = [n.name for n in onnx.load(path).graph.node if n.op_type == "Conv"]
+    kept = sorted(c for c in convs if any(k in c for k in extra))
+    assert kept == ["/net/up.2.0/conv1/Conv", "/net/up.2.0/conv2/Conv", "/net/up.2.0/skip/Conv", "/net/upsample.1/Conv"]
