@@ -172,29 +172,39 @@ function smoothCorrection(w: number, h: number, p: number, kernel: Kernel): { co
   const my = bandedLu(meanOfUpsampling(uy, lh, p));
   const v = new Float64Array(lw);
   const inv = 1 / (p * p);
-  const correct: Correct = (x, out, nc, target) => {
-    // z = target - patchmean(x), then solved in place.
+  /** z = target - patchmean(x) for plane nc, solved in place: the low-res image whose upsampling U z corrects the means. */
+  const solved = (x: Float32Array, nc: number, target: Float32Array): Float64Array => {
     const z = patchSums(x, nc, w, h, p);
     const t0 = nc * z.length;
     for (let j = 0; j < z.length; j++) z[j] = target[t0 + j] - z[j] * inv;
     for (let r = 0; r < lh; r++) mx.solve(z, r * lw, 1);
     for (let c = 0; c < lw; c++) my.solve(z, c, lw);
+    return z;
+  };
+  /** Output row i of U z, at low-res width (its vertical taps), into v. */
+  const rowOf = (z: Float64Array, i: number): void => {
+    v.fill(0);
+    const wy0 = i * uy.stride;
+    for (let k = 0; k < uy.count[i]; k++) {
+      const wk = uy.weights[wy0 + k];
+      const zr = (uy.first[i] + k) * lw;
+      for (let c = 0; c < lw; c++) v[c] += wk * z[zr + c];
+    }
+  };
+  /** Output column u of the row in v (its horizontal taps). */
+  const columnOf = (u: number): number => {
+    let s = 0;
+    const w0 = u * ux.stride;
+    const f = ux.first[u];
+    for (let k = 0; k < ux.count[u]; k++) s += ux.weights[w0 + k] * v[f + k];
+    return s;
+  };
+  const correct: Correct = (x, out, nc, target) => {
+    const z = solved(x, nc, target);
     for (let i = 0; i < h; i++) {
-      v.fill(0);
-      const wy0 = i * uy.stride;
-      for (let k = 0; k < uy.count[i]; k++) {
-        const wk = uy.weights[wy0 + k];
-        const zr = (uy.first[i] + k) * lw;
-        for (let c = 0; c < lw; c++) v[c] += wk * z[zr + c];
-      }
+      rowOf(z, i);
       const r = (nc * h + i) * w;
-      for (let u = 0; u < w; u++) {
-        let s = 0;
-        const w0 = u * ux.stride;
-        const f = ux.first[u];
-        for (let k = 0; k < ux.count[u]; k++) s += ux.weights[w0 + k] * v[f + k];
-        out[r + u] = x[r + u] + s;
-      }
+      for (let u = 0; u < w; u++) out[r + u] = x[r + u] + columnOf(u);
     }
   };
 
@@ -226,13 +236,9 @@ function smoothCorrection(w: number, h: number, p: number, kernel: Kernel): { co
       }
     }
     if (!any) return false;
-    // z = target - patchmean(x), solved as in `correct`: about what the clamping took from the patches it changed, and
-    // float rounding elsewhere when x had the means.
-    const z = patchSums(x, nc, w, h, p);
-    const t0 = nc * z.length;
-    for (let j = 0; j < z.length; j++) z[j] = target[t0 + j] - z[j] * inv;
-    for (let r = 0; r < lh; r++) mx.solve(z, r * lw, 1);
-    for (let c = 0; c < lw; c++) my.solve(z, c, lw);
+    // z as in `correct`: about what the clamping took from the patches it changed, and float rounding elsewhere when
+    // x had the means.
+    const z = solved(x, nc, target);
     // U z where it is not negligible: z decays geometrically away from the changed patches (B U is diagonally
     // dominant: by about half per low-res pixel with the B-spline), so far from them it falls under TINY and is left
     // out; the rows and the runs of columns that it reaches are computed.
@@ -247,13 +253,7 @@ function smoothCorrection(w: number, h: number, p: number, kernel: Kernel): { co
     }
     for (let i = 0; i < h; i++) {
       if (!active[i]) continue;
-      v.fill(0);
-      const wy0 = i * uy.stride;
-      for (let k = 0; k < uy.count[i]; k++) {
-        const wk = uy.weights[wy0 + k];
-        const zr = (uy.first[i] + k) * lw;
-        for (let c = 0; c < lw; c++) v[c] += wk * z[zr + c];
-      }
+      rowOf(z, i);
       // Each run of low-res columns where v is not negligible, and the output columns its taps reach.
       const r = (nc * h + i) * w;
       let done = -1;
@@ -261,13 +261,7 @@ function smoothCorrection(w: number, h: number, p: number, kernel: Kernel): { co
         if (!(Math.abs(v[c]) > TINY)) continue;
         let end = c;
         while (end + 1 < lw && Math.abs(v[end + 1]) > TINY) end++;
-        for (let u = Math.max(cols.first[c], done + 1); u <= cols.last[end]; u++) {
-          let s = 0;
-          const w0 = u * ux.stride;
-          const f = ux.first[u];
-          for (let k = 0; k < ux.count[u]; k++) s += ux.weights[w0 + k] * v[f + k];
-          x[r + u] += s;
-        }
+        for (let u = Math.max(cols.first[c], done + 1); u <= cols.last[end]; u++) x[r + u] += columnOf(u);
         done = Math.max(done, cols.last[end]);
         c = end;
       }
