@@ -21,7 +21,7 @@ import torch
 from .consistency import ConsistencyModel
 from .unet import PRESETS, UNetConfig
 
-# Parameters that the student makes new (everything else is the teacher's, renamed by student_name).
+# Parameters that the student always makes new (the others are the teacher's where teacher_name finds one of that shape).
 NEW = ("net.conv_in.", "net.norm_out.", "net.conv_out.")
 
 
@@ -79,7 +79,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python3 -m cmtrain.student", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--from", dest="teacher", required=True, help="the teacher: a cm ONNX file made by cmtrain.export")
-    p.add_argument("--preset", default="small-s2d", help="the student's architecture (unet.PRESETS)")
+    p.add_argument("--preset", default="small-thin", help="the student's architecture (unet.PRESETS)")
     p.add_argument("--out", required=True, help="where to write the student's starting weights (cm ONNX)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)

@@ -53,12 +53,13 @@ PRESETS = {
     "small": UNetConfig(channels=32, mults=(1, 2, 2, 2), blocks=2, attention=True, dropout=0.1),
     # Near the 16 MiB limit (3.93M parameters, 15.1 MiB, ~29 ms): for a longer (GPU) run.
     "medium": UNetConfig(channels=48, mults=(1, 2, 2, 2), blocks=2, attention=True, dropout=0.1),
+    # small with a 16-channel full-resolution level (half of small's, and the upsampling into it narrow too): 0.62x the
+    # int8 call; its lower levels are small's, so it starts from a small model's weights (cmtrain.student). The current
+    # run (training/current-run.json, bench/results/student.md).
+    "small-thin": UNetConfig(channels=32, mults=(0.5, 2, 2, 2), blocks=2, attention=True, dropout=0.0, narrow_up=True),
     # small's three lower levels on the 2x2 sub-images (no full-resolution level): same multiple of 8, 0.36x the int8
     # call; starts from a small model's weights (cmtrain.student). Distilled for an hour (2026-12-07) it denoised
     # within 1.3 dB of small but its superres x2 stayed 3.2 dB under (bench/results/student.md): not shipped.
-    # small with a 16-channel full-resolution level (half of small's, and the upsampling into it narrow too): the
-    # lower levels are small's, so it can start from a small model's weights (cmtrain.student).
-    "small-thin": UNetConfig(channels=32, mults=(0.5, 2, 2, 2), blocks=2, attention=True, dropout=0.0, narrow_up=True),
     "small-s2d": UNetConfig(channels=32, mults=(2, 2, 2), blocks=2, attention=True, dropout=0.0, unshuffle=2),
 }
 
