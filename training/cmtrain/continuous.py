@@ -37,13 +37,15 @@ import subprocess
 import sys
 import time
 
-from .unet import PRESETS
-
 HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))      # training/
 ROOT = os.path.dirname(HERE)
 RUN = os.path.join(HERE, "runs", "continuous")
 DEFAULT_MODEL = os.path.join(ROOT, "models", "default.onnx")
 LINEAGE = "LINEAGE.json"
+# The recipe of a new run (cmtrain.train flags); a resumed run keeps the values it was started with.
+RECIPE = ["--crop", "32", "--batch", "32", "--lr", "3e-4", "--warmup", "100", "--pretrain-iters", "100000000",
+          "--loss", "mse", "--p-mean", "-1.2", "--p-std", "1.5", "--anchor-above", "2.0", "--ckpt-minutes", "8",
+          "--dropout", "0"]
 # What `npm run train` trains when no --student is given: {"student": PRESET or null, "why": ...}, committed, so that
 # every session continues the project's current run with the same one command.
 CURRENT = os.path.join(HERE, "current-run.json")
@@ -56,10 +58,6 @@ def current_student(path: str = CURRENT):
             return json.load(f).get("student")
     except (OSError, ValueError):
         return None
-# The recipe of a new run (cmtrain.train flags); a resumed run keeps the values it was started with.
-RECIPE = ["--crop", "32", "--batch", "32", "--lr", "3e-4", "--warmup", "100", "--pretrain-iters", "100000000",
-          "--loss", "mse", "--p-mean", "-1.2", "--p-std", "1.5", "--anchor-above", "2.0", "--ckpt-minutes", "8",
-          "--dropout", "0"]
 
 
 def sha256(path: str) -> str:
@@ -177,8 +175,10 @@ def main(argv=None):
     if a.hours <= 0:
         p.error(f"Expected a positive number of hours but received {a.hours}")
     a.student = current_student() if a.student is None else (None if a.student == "none" else a.student)
-    if a.student and a.student not in PRESETS:
-        p.error(f"--student: expected one of {', '.join(sorted(PRESETS))} but received {a.student}")
+    if a.student:
+        from .unet import PRESETS       # torch: only for a student (the launcher otherwise starts in 0.02 s, not 1 s)
+        if a.student not in PRESETS:
+            p.error(f"--student: expected one of {', '.join(sorted(PRESETS))} but received {a.student}")
     run = os.path.abspath(a.run or (os.path.join(HERE, "runs", f"student-{a.student}") if a.student else RUN))
     pid = running_pid(run)
     if pid is not None:

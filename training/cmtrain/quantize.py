@@ -37,6 +37,9 @@ from .fp16 import _constants_to_initializers, classify
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEEP_FLOAT_CONVS = ("/net/conv_in/", "/net/conv_out/", "/net/attn/")
+# The noise levels of the check: the edits' (0.01-1.4), colorize's and strokes' starts (3.5), generate's (14, 80).
+CHECK_SIGMAS = (0.01, 0.09, 0.47, 1.38, 3.5, 14.0, 80.0)
+NOISE_INPUT = "sigma"
 
 
 def keep_float_for(arch: dict) -> tuple:
@@ -50,9 +53,6 @@ def keep_float_for(arch: dict) -> tuple:
         levels = len(arch.get("mults", []))
         keep += (f"/net/up.{levels - 1}.", f"/net/upsample.{levels - 2}/")
     return keep
-# The noise levels of the check: the edits' (0.01-1.4), colorize's and strokes' starts (3.5), generate's (14, 80).
-CHECK_SIGMAS = (0.01, 0.09, 0.47, 1.38, 3.5, 14.0, 80.0)
-NOISE_INPUT = "sigma"
 
 
 def karras_sigma(i: float, n: int, smin: float, smax: float, rho: float) -> float:

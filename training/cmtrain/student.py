@@ -21,10 +21,6 @@ import torch
 from .consistency import ConsistencyModel
 from .unet import PRESETS, UNetConfig
 
-# Parameters that the student always makes new (the others are the teacher's where teacher_name finds one of that shape).
-NEW = ("net.conv_in.", "net.norm_out.", "net.conv_out.")
-
-
 def check_pair(teacher: UNetConfig, student: UNetConfig) -> None:
     """The student must be the teacher with its first level removed (on 2x2 sub-images) or narrowed."""
     plain = teacher.unshuffle == 1 and not teacher.narrow_up
@@ -61,7 +57,7 @@ def make_student(teacher: ConsistencyModel, cfg: UNetConfig, seed: int = 0) -> C
     state = student.state_dict()
     for name in state:
         t = source.get(teacher_name(name, cfg))
-        if name.startswith(NEW) or t is None or t.shape != state[name].shape:
+        if t is None or t.shape != state[name].shape:
             continue
         state[name] = t.clone()
     student.load_state_dict(state)

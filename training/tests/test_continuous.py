@@ -10,6 +10,7 @@ import torch
 
 from cmtrain import continuous
 from cmtrain.export import export_onnx, metadata, random_model
+from cmtrain.unet import PRESETS
 from test_promote import _photos
 
 
@@ -110,7 +111,7 @@ def test_background_start_is_niced_in_its_own_group_and_stops_cleanly_on_sigterm
 def test_the_committed_current_run_names_a_preset_and_none_overrides_it(tmp_path):
     """training/current-run.json is what `npm run train` trains; it must name a real preset (or null)."""
     student = continuous.current_student()
-    assert student is None or student in continuous.PRESETS
+    assert student is None or student in PRESETS
     (tmp_path / "current.json").write_text('{"student": "tiny-s2d", "why": "a test"}')
     assert continuous.current_student(str(tmp_path / "current.json")) == "tiny-s2d"
     assert continuous.current_student(str(tmp_path / "missing.json")) is None
