@@ -9,7 +9,7 @@
 // Prints JSON and a Markdown table: median milliseconds per call, and the ratio to the first model's.
 import { existsSync } from 'node:fs';
 import { basename } from 'node:path';
-import { machine, parseFlags, round, sessionOptions } from './lib/common.mjs';
+import { callInputs, machine, parseFlags, round, sessionOptions } from './lib/common.mjs';
 
 const flags = parseFlags(process.argv.slice(2));
 const files = process.argv.slice(2).filter((a) => a.endsWith('.onnx'));
@@ -21,11 +21,7 @@ const calls = Number(flags.calls ?? 9);
 const threadList = String(flags.threads ?? '1,2').split(',').map(Number);
 const ort = (await import('onnxruntime-node')).default;
 
-const H = 128;
-let seed = 7;
-const rnd = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
-const x = new ort.Tensor('float32', Float32Array.from({ length: 4 * 3 * H * H }, () => rnd() * 2 - 1), [4, 3, H, H]);
-const sigma = new ort.Tensor('float32', Float32Array.from([0.05, 0.2, 0.8, 3]), [4]);
+const { x, sigma } = callInputs(ort, 4);
 
 const variants = files.flatMap((f) => {
   const int8 = f.replace(/\.onnx$/, '-int8.onnx');
@@ -46,11 +42,10 @@ for (const threads of threadList) {
       r.ms.push(performance.now() - t);
     }
   }
+  for (const r of runs) r.median = [...r.ms].sort((a, b) => a - b)[Math.floor(r.ms.length / 2)];
   for (const r of runs) {
-    r.ms.sort((a, b) => a - b);
     const base = runs.find((b) => b.model === files[0] && b.precision === r.precision);
-    const median = r.ms[Math.floor(r.ms.length / 2)];
-    rows.push({ model: r.model, precision: r.precision, threads, ms: round(median, 1), ratio: base ? round(median / base.ms.sort((a, b) => a - b)[Math.floor(base.ms.length / 2)], 3) : null });
+    rows.push({ model: r.model, precision: r.precision, threads, ms: round(r.median, 1), ratio: base ? round(r.median / base.median, 3) : null });
     await r.session.release();
   }
 }

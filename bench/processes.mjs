@@ -9,7 +9,7 @@
 // Prints JSON and a Markdown table (milliseconds per 4 tiles; lower is better).
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chooseModel, machine, parseFlags, ROOT, round, sessionOptions } from './lib/common.mjs';
+import { callInputs, chooseModel, machine, parseFlags, ROOT, round, sessionOptions } from './lib/common.mjs';
 
 const flags = parseFlags(process.argv.slice(2));
 const calls = Number(flags.calls ?? 9);
@@ -20,12 +20,7 @@ if (flags.child) {
   const ort = (await import('onnxruntime-node')).default;
   const n = Number(flags.n);
   const session = await ort.InferenceSession.create(flags.child, sessionOptions({ threads: Number(flags.threads) }));
-  const H = 128;
-  let seed = 7;
-  const rnd = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
-  const data = Float32Array.from({ length: 4 * 3 * H * H }, () => rnd() * 2 - 1).subarray(0, n * 3 * H * H);
-  const x = new ort.Tensor('float32', data, [n, 3, H, H]);
-  const sigma = new ort.Tensor('float32', Float32Array.from([0.05, 0.2, 0.8, 3]).subarray(0, n), [n]);
+  const { x, sigma } = callInputs(ort, n);
   // Start together: wait for the parent's go (a line on stdin) once warm.
   let out;
   for (let i = 0; i < 2; i++) out = (await session.run({ x, sigma })).denoised.data;

@@ -111,3 +111,18 @@ export function sessionOptions({ threads, provider = 'cpu' }) {
     ...(provider === 'cpu' ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
   };
 }
+
+/**
+ * The inputs of the timed model calls of bench:processes and bench:calls: n (at most 4) tiles of 128x128 of seeded
+ * uniform values in [-1, 1], at noise levels 0.05 / 0.2 / 0.8 / 3.
+ */
+export function callInputs(ort, n) {
+  const H = 128;
+  let seed = 7;
+  const rnd = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
+  const data = Float32Array.from({ length: 4 * 3 * H * H }, () => rnd() * 2 - 1).subarray(0, n * 3 * H * H);
+  return {
+    x: new ort.Tensor('float32', data, [n, 3, H, H]),
+    sigma: new ort.Tensor('float32', Float32Array.from([0.05, 0.2, 0.8, 3]).subarray(0, n), [n]),
+  };
+}

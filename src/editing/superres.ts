@@ -89,8 +89,11 @@ export function superresOperator(y: Tensor, p: number, correction: Correction = 
   const keep = upsampleNearest(target, p);
   const ones = new Float64Array(p * p).fill(1);
   const idx = new Int32Array(p * p);
-  const project = (x: Tensor): Tensor => {
+  const checkShape = (x: Tensor): void => {
     if (!x.sameShape(y)) throw new RangeError(`superres: an image of shape [${x.shape}] for an operator of [${y.shape}]`);
+  };
+  const project = (x: Tensor): Tensor => {
+    checkShape(x);
     const out = x.zerosLike();
     for (let nc = 0; nc < x.n * x.c; nc++) correct(x.data, out.data, nc, target.data);
     return out;
@@ -102,7 +105,7 @@ export function superresOperator(y: Tensor, p: number, correction: Correction = 
     estimate: once(() => resample(target, y.w, y.h, 'lanczos3')),
     project,
     projectInRange: (x) => {
-      if (!x.sameShape(y)) throw new RangeError(`superres: an image of shape [${x.shape}] for an operator of [${y.shape}]`);
+      checkShape(x);
       const out = x.clone();
       if (smooth) {
         for (let nc = 0; nc < x.n * x.c; nc++) {
