@@ -162,13 +162,29 @@ export function resolvedPath(path: string): string {
   }
 }
 
-/** mkdir -p, one level at a time (Node's recursive mkdir spins forever under /proc); adds the folders made to `made`. */
+/**
+ * mkdir -p, one level at a time (Node's recursive mkdir spins forever under /proc); adds the folders made to `made`.
+ * A folder that appears meanwhile (another process, e.g. a second shard, making the same --out-dir) is taken as made
+ * by it: mkdir is tried first and EEXIST on a folder is success, so there is no window between a check and the mkdir.
+ */
 function makeDirs(dir: string, made: string[]): void {
-  if (existsSync(dir)) return;
-  const parent = dirname(dir);
-  if (parent !== dir) makeDirs(parent, made);
-  mkdirSync(dir);
-  made.push(dir);
+  try {
+    makeDir(dir, made);
+  } catch (e) {
+    const parent = dirname(dir);
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || parent === dir) throw e;
+    makeDirs(parent, made);
+    makeDir(dir, made);
+  }
+}
+
+function makeDir(dir: string, made: string[]): void {
+  try {
+    mkdirSync(dir);
+    made.push(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || !statSync(dir).isDirectory()) throw e;
+  }
 }
 
 /** Remove folders made for an output that was not written, innermost first (each only while it is empty). */
@@ -208,7 +224,9 @@ export async function writeAtomic(path: string, bytes: Uint8Array, force: boolea
       makeDirs(dirname(path), made);
     } catch (e) {
       removeDirs(made);
-      throw new InputError(`${path}: cannot create folder ${dirname(path)} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') throw new InputError(`${path}: cannot create folder ${(e as NodeJS.ErrnoException).path ?? dirname(path)}: a file of that name is in the way`);
+      throw new InputError(`${path}: cannot create folder ${dirname(path)} (${code ?? (e as Error).message})`);
     }
   }
   try {
