@@ -152,6 +152,14 @@ def decide(old: dict, new: dict, within: float = None) -> tuple:
     return True, f"denoising {gain:+.3f} dB, CLI edits {edits:+.3f} dB"
 
 
+def gpu_note(ckpt: dict) -> str:
+    """A GPU run's checkpoint (cmtrain.gpurun) says where it trained: its minutes are not CPU-hours."""
+    if not ckpt.get("gpurun"):
+        return ""
+    g = ckpt["gpurun"]
+    return f"trained on {g['device']} for {ckpt['seconds'] / 60:.1f} min ({g['steps']} steps, cmtrain.gpurun); "
+
+
 def call_seconds(model, tiles: int = 4, size: int = 128, threads: int = 1, repeats: int = 5) -> float:
     """Median seconds of one evaluation of `tiles` tiles of size x size in PyTorch (float, `threads` threads)."""
     old = torch.get_num_threads()
@@ -340,7 +348,7 @@ def main(argv=None):
                "decision": "promoted" if ok else "refused", "run": os.path.relpath(os.path.abspath(a.run), ROOT),
                "step": ckpt["step"], "crops": ckpt["images"], "wall_hours": ckpt["seconds"] / 3600,
                "cpu_hours": run_cpu - counted, "cumulative_cpu_hours": base_cum + run_cpu - counted,
-               **{k: v for k, v in new.items() if k != "time_ratio"}, "note": (a.note + "; " if a.note else "") + why}
+               **{k: v for k, v in new.items() if k != "time_ratio"}, "note": (a.note + "; " if a.note else "") + gpu_note(ckpt) + why}
         if a.dry_run:
             print("dry run: nothing written")
             return 0

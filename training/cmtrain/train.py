@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .consistency import SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, ConsistencyModel, check_plans
-from .data import PhotoCrops
+from .data import DeviceCrops, PhotoCrops
 from .unet import PRESETS, UNetConfig, count_params
 
 
@@ -278,6 +278,8 @@ def main(argv=None):
                    help="validate at a checkpoint only if this many steps were trained since the last validation "
                         "(last.pt is still written every --ckpt-minutes)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--data-on-device", action="store_true",
+                   help="keep the photos on the training device and crop there (a GPU: no CPU loader between steps)")
     p.add_argument("--select-plans", default=json.dumps(DEFAULT_SELECT),
                    help='plans best.pt is chosen by: a JSON list of {"ts": grid indices (N=40), "start": '
                         '"known"|"estimate", "eta": 0..1}, or an object evaluations -> ts (start known, eta 1)')
@@ -352,6 +354,8 @@ def main(argv=None):
     ema.load_state_dict(model.state_dict())
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
     data = PhotoCrops(a.data, a.crop, "train", seed=a.seed, val_percent=a.val_percent)
+    if a.data_on_device:
+        data = DeviceCrops(data, dev, seed=a.seed)
     # Validation at the deployed resolution, whatever the training crop: fixed 64x64 crops of held-out photos.
     val = PhotoCrops(a.data, a.val_crop, "val", seed=1, val_percent=a.val_percent)
     val_crops = ckpt["args"].get("val_crops", 32) if ckpt else a.val_crops
@@ -368,7 +372,7 @@ def main(argv=None):
         # Checkpoints from before CPU time was counted ran on one thread: their wall time is their CPU time.
         cpu_before = ckpt.get("cpu_seconds", ckpt["seconds"])
         best_score = ckpt.get("best_score", -math.inf) if ckpt.get("score_kind") == SCORE_KIND else -math.inf
-        data.rng.bit_generator.state = ckpt["data_rng"]
+        data.set_rng_state(ckpt["data_rng"])
         torch.set_rng_state(ckpt["torch_rng"].cpu())
         if dev.type == "cuda" and ckpt.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(ckpt["cuda_rng"].cpu(), dev)
@@ -386,7 +390,7 @@ def main(argv=None):
                 "cpu_seconds": cpu_before + time.process_time() - cpu_start, "best_score": best_score,
                 "score_kind": SCORE_KIND,
                 "model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                "data_rng": data.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                "data_rng": data.rng_state(), "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None}
 
     stop = {"flag": False}
@@ -446,7 +450,8 @@ def main(argv=None):
         lr = a.lr * min(1.0, (step + 1) / a.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
-        x0 = torch.from_numpy(data.batch(a.batch)).to(dev, non_blocking=True)
+        x0 = data.batch(a.batch)
+        x0 = x0 if torch.is_tensor(x0) else torch.from_numpy(x0).to(dev, non_blocking=True)
         t_step = time.perf_counter()
         loss = ect_loss(model, x0, stage, a, autocast, anchor)
         opt.zero_grad(set_to_none=True)
