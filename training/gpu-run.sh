@@ -6,6 +6,8 @@
 # (training/gpu-data/ first: `cd training && /usr/bin/python3 -m cmtrain.gpurun pack`.)
 set -eu
 : "${OUT:?OUT: the folder the results go to (the device sets it)}"
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
 cd "$(dirname "$0")"
 # The python3 that has torch: the device's plain python3, Debian's /usr/bin/python3 here.
 for py in python3 /usr/bin/python3; do

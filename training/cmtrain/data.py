@@ -119,14 +119,20 @@ class DeviceCrops:
         u = torch.rand(n, generator=self.gen, device=self.device, dtype=torch.float64)
         return torch.minimum((u * limit).long(), limit - 1)
 
-    def batch(self, n: int) -> "torch.Tensor":
-        c = self.crop
+    def draw(self, n: int):
+        """n crops' (photo, version, top, left, flipped), as PhotoCrops.batch draws them; version indexes the flat
+        list of every photo's versions (photo p's are first[p] .. first[p] + count[p] - 1)."""
         photo = self._uniform_below(n, torch.full((n,), len(self.first), device=self.device))
         version = self.first[photo] + self._uniform_below(n, self.count[photo])
-        h, w, off = self.height[version], self.width[version], self.offset[version]
-        y0 = self._uniform_below(n, h - c + 1)
-        x0 = self._uniform_below(n, w - c + 1)
+        y0 = self._uniform_below(n, self.height[version] - self.crop + 1)
+        x0 = self._uniform_below(n, self.width[version] - self.crop + 1)
         flip = torch.rand(n, generator=self.gen, device=self.device) < 0.5
+        return photo, version, y0, x0, flip
+
+    def batch(self, n: int) -> "torch.Tensor":
+        c = self.crop
+        _, version, y0, x0, flip = self.draw(n)
+        w, off = self.width[version], self.offset[version]
         xs = torch.where(flip.view(n, 1), x0.view(n, 1) + (c - 1) - self._dx, x0.view(n, 1) + self._dx)
         idx = (off.view(n, 1, 1, 1) + ((y0.view(n, 1, 1, 1) + self._dy) * w.view(n, 1, 1, 1) + xs.view(n, 1, c, 1)) * 3
                + self._ch)

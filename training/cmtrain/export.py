@@ -8,6 +8,7 @@
 """
 import argparse
 import base64
+import inspect
 import json
 import os
 import tempfile
@@ -69,6 +70,24 @@ def load_onnx_weights(path: str) -> ConsistencyModel:
         except ValueError as e:
             errors.append(str(e))
     raise ValueError(errors[0])
+
+
+def save_weights(model: ConsistencyModel, path: str, **info) -> None:
+    """The model's architecture and weights as a small torch file that load_weights reads with any torch version (an
+    ONNX file is read by exporting a probe, whose initializer names depend on the torch that exports it)."""
+    torch.save({"config": model.net.cfg.to_json_dict(), "state_dict": model.state_dict(), **info}, path)
+
+
+def load_weights(path: str) -> ConsistencyModel:
+    """A cm ONNX file (load_onnx_weights), a file of save_weights, or a training checkpoint (its EMA weights)."""
+    if path.endswith(".onnx"):
+        return load_onnx_weights(path)
+    ck = torch.load(path, map_location="cpu")
+    if "state_dict" not in ck:
+        return load_checkpoint(path)
+    model = ConsistencyModel(UNetConfig(**{**ck["config"], "mults": tuple(ck["config"]["mults"])}))
+    model.load_state_dict(ck["state_dict"])
+    return model.eval()
 
 
 def _weights_by_probe(path: str, cfg: UNetConfig, shipped: dict, fold: bool) -> ConsistencyModel:
@@ -180,8 +199,11 @@ def export_onnx(model: ConsistencyModel, out: str, meta: dict) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         raw = os.path.join(tmp, "raw.onnx")
         with torch.no_grad():
+            # The TorchScript exporter: torch 2.9 and later default to another one (dynamo), whose graphs and
+            # initializer names differ from those this code reads.
+            legacy = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
             torch.onnx.export(model, (x, sigma), raw, input_names=["x", "sigma"], output_names=["denoised"],
-                              dynamic_axes=dyn, opset_version=17, do_constant_folding=True)
+                              dynamic_axes=dyn, opset_version=17, do_constant_folding=True, **legacy)
         proto = onnx.load(raw)
     drop_unit_affine(proto)
     # The tracer cannot name the output's channel count; it is fixed, so say so.

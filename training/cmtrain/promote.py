@@ -157,7 +157,7 @@ def gpu_note(ckpt: dict) -> str:
     if not ckpt.get("gpurun"):
         return ""
     g = ckpt["gpurun"]
-    return f"trained on {g['device']} for {ckpt['seconds'] / 60:.1f} min ({g['steps']} steps, cmtrain.gpurun); "
+    return f"trained on {g['device']} for {ckpt['seconds'] / 60:.1f} min ({ckpt['step']} steps, cmtrain.gpurun); "
 
 
 def call_seconds(model, tiles: int = 4, size: int = 128, threads: int = 1, repeats: int = 5) -> float:

@@ -242,7 +242,8 @@ def bf16_supported() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def main(argv=None):
+def main(argv=None, on_checkpoint=None):
+    """on_checkpoint(path): called after every checkpoint written (last.pt or best.pt), e.g. to copy it elsewhere."""
     p = argparse.ArgumentParser(prog="python3 -m cmtrain.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs)")
@@ -270,6 +271,9 @@ def main(argv=None):
     p.add_argument("--stage-iters", type=int,
                    help=f"steps per ECT stage after that ({RECIPE['stage_iters']}); the stage is step-derived")
     p.add_argument("--minutes", type=float, default=60.0, help="wall-clock budget of this invocation")
+    p.add_argument("--stop-at", type=float, default=0.0,
+                   help="also stop training at this time (seconds since the epoch; 0 = no such limit): a deadline "
+                        "that counts the set-up too")
     p.add_argument("--max-steps", type=int, default=0, help="stop at this total step (0 = no limit)")
     p.add_argument("--threads", type=int, default=0,
                    help="torch CPU threads (0 = torch default); negative -N: adapt between 1 and N threads, keeping "
@@ -287,7 +291,8 @@ def main(argv=None):
                    help=f"ECT stage at the end of pretraining ({RECIPE['stage_offset']}; e.g. the stage an --init-onnx "
                         "model was trained to)")
     p.add_argument("--init-onnx", help="a new run starts from the weights of this cm ONNX file (made by "
-                                       "cmtrain.export; e.g. ../models/default.onnx) with a fresh optimiser")
+                                       "cmtrain.export; e.g. ../models/default.onnx) with a fresh optimiser (or of a "
+                                       "weights file of cmtrain.export.save_weights, or a checkpoint's EMA)")
     p.add_argument("--denoise-below", type=float,
                    help=f"plain denoising target (r = 0) wherever t is below this ({RECIPE['denoise_below']}: never)")
     p.add_argument("--anchor-onnx", help="keep this cm ONNX model's answers (its weights, frozen) as the target at noise "
@@ -329,8 +334,8 @@ def main(argv=None):
         if a.dropout is not None:   # dropout has no weights: a resumed run may change it
             cfg = UNetConfig(**{**cfg.to_json_dict(), "mults": cfg.mults, "dropout": a.dropout})
     elif a.init_onnx:
-        from .export import load_onnx_weights
-        init = load_onnx_weights(a.init_onnx)
+        from .export import load_weights
+        init = load_weights(a.init_onnx)
         cfg = init.net.cfg
         if a.dropout is not None:
             cfg = UNetConfig(**{**cfg.to_json_dict(), "mults": cfg.mults, "dropout": a.dropout})
@@ -345,8 +350,8 @@ def main(argv=None):
         a.anchor_onnx = ckpt["args"].get("anchor_onnx")    # a resumed run keeps its anchor
     anchor = None
     if a.anchor_onnx:
-        from .export import load_onnx_weights
-        anchor = load_onnx_weights(a.anchor_onnx).to(dev).eval().requires_grad_(False)
+        from .export import load_weights
+        anchor = load_weights(a.anchor_onnx).to(dev).eval().requires_grad_(False)
     model = ConsistencyModel(cfg).to(dev)
     if init is not None:
         model.load_state_dict(init.state_dict())
@@ -372,6 +377,9 @@ def main(argv=None):
         # Checkpoints from before CPU time was counted ran on one thread: their wall time is their CPU time.
         cpu_before = ckpt.get("cpu_seconds", ckpt["seconds"])
         best_score = ckpt.get("best_score", -math.inf) if ckpt.get("score_kind") == SCORE_KIND else -math.inf
+        if torch.is_tensor(ckpt["data_rng"]) != isinstance(data, DeviceCrops):
+            raise SystemExit(f"{ckpt_path}: this run was started {'with' if torch.is_tensor(ckpt['data_rng']) else 'without'} "
+                             "--data-on-device: resume it the same way")
         data.set_rng_state(ckpt["data_rng"])
         torch.set_rng_state(ckpt["torch_rng"].cpu())
         if dev.type == "cuda" and ckpt.get("cuda_rng") is not None:
@@ -436,6 +444,8 @@ def main(argv=None):
         if better:
             best_score = score
             save(best_path, state())
+            if on_checkpoint:
+                on_checkpoint(best_path)
 
     start, cpu_start = time.time(), time.process_time()
     validated_at = step
@@ -444,7 +454,7 @@ def main(argv=None):
         run_validation()
     model.train()
     while not stop["flag"]:
-        if time.time() - start > a.minutes * 60 or (a.max_steps and step >= a.max_steps):
+        if time.time() - start > a.minutes * 60 or (a.max_steps and step >= a.max_steps) or 0 < a.stop_at < time.time():
             break
         stage = stage_at(step, a)
         lr = a.lr * min(1.0, (step + 1) / a.warmup)
@@ -477,11 +487,15 @@ def main(argv=None):
                 run_validation()
                 validated_at = step
             save(ckpt_path, state())
+            if on_checkpoint:
+                on_checkpoint(ckpt_path)
             last_ckpt = time.time()
 
     run_validation()
     save(ckpt_path, state())
     log.close()
+    if on_checkpoint:
+        on_checkpoint(ckpt_path)
     total = seconds_before + time.time() - start
     print(f"stopped at step {step}, {images} images, {total / 60:.1f} min in total", flush=True)
 
