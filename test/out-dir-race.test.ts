@@ -26,6 +26,7 @@ const { writeAtomic } = await import('../src/io/output.js');
 let dir: string;
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'cm-race-'));
+  writeFileSync(join(dir, 'plain2'), 'x');
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -35,6 +36,12 @@ describe('making an output folder', () => {
     for (const d of [join(dir, 'a'), join(dir, 'a', 'b'), out]) madeByOther.add(d);
     await writeAtomic(join(out, 'x.png'), new Uint8Array([1, 2, 3]), false, true);
     expect([...readFileSync(join(out, 'x.png'))]).toEqual([1, 2, 3]);
+  });
+
+  test('a file higher up the path is an error naming the output and the folder', async () => {
+    await expect(writeAtomic(join(dir, 'plain2', 'sub', 'y.png'), new Uint8Array([1]), false, true)).rejects.toThrow(
+      `${join(dir, 'plain2', 'sub', 'y.png')}: cannot create folder ${join(dir, 'plain2', 'sub')}: a file is in the way on its path`,
+    );
   });
 
   test('a file where the folder should be is still an error naming the output and the folder', async () => {

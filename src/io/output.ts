@@ -226,6 +226,7 @@ export async function writeAtomic(path: string, bytes: Uint8Array, force: boolea
       removeDirs(made);
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'EEXIST') throw new InputError(`${path}: cannot create folder ${(e as NodeJS.ErrnoException).path ?? dirname(path)}: a file of that name is in the way`);
+      if (code === 'ENOTDIR') throw new InputError(`${path}: cannot create folder ${dirname(path)}: a file is in the way on its path`);
       throw new InputError(`${path}: cannot create folder ${dirname(path)} (${code ?? (e as Error).message})`);
     }
   }

@@ -62,8 +62,9 @@ def make_student(teacher: ConsistencyModel, cfg: UNetConfig, seed: int = 0) -> C
         state[name] = t.clone()
     student.load_state_dict(state)
     student.net.conv_out.weight.normal_(0.0, 1e-3)
-    # New parameters that torch starts at zero (each new block's last convolution, the norms' biases) get tiny random
-    # values: the exporter writes equal tensors once, and cmtrain.export.load_onnx_weights needs one per parameter.
+    # Every all-zero parameter gets tiny random values: new ones that torch starts at zero (each new block's last
+    # convolution, the norms' biases) and the teacher's that are exactly zero (a GroupNorm bias read back from its
+    # ONNX file): the exporter writes equal tensors once, and cmtrain.export.load_onnx_weights needs one per parameter.
     for name, p in student.named_parameters():
         if not p.any():
             p.normal_(0.0, 1e-5)
