@@ -124,7 +124,7 @@ def run_training(out: str, minutes: float, data: str, work: str, extra: list, st
         shutil.rmtree(work)
     dest = os.path.join(out, "out")
     os.makedirs(dest, exist_ok=True)
-    summary = {"device": device, "torch": torch.__version__, "init": init_info.get("source"),
+    summary = {"device": device, "torch": str(torch.__version__), "init": init_info.get("source"),
                "init_sha256": init_info.get("sha256"), "minutes": minutes,
                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                "recipe": GPU_RECIPE + extra}
