@@ -2,13 +2,14 @@
 // Seconds per output megapixel of every task, another build's CLI ("before") against this one's ("after"), defaults,
 // same inputs, alternating, whole process under /usr/bin/time (wall, CPU, peak RSS). Issue 19's README table.
 //
-//   node bench/before-after.mjs OTHER/bin/cm.js [--rounds N] [--before-env NAME=VALUE]
+//   node bench/before-after.mjs OTHER/bin/cm.js [--rounds N] [--before-env NAME=VALUE] [--crop-only]
 //
 // --before-env sets a variable for the "before" runs only: `node bench/before-after.mjs bin/cm.js --before-env
 // CM_INFERENCE_PROCESSES=1` measures this build in one inference process against its default. The last outputs of
 // the two are compared byte for byte (column "same output").
 //
 // UpscalerJS's esrgan-slim and -medium (bench/upscalerjs.mjs) run on the crop too, alternating with the two builds.
+// --crop-only: that case alone (x4 of the 256x256 crop, the two builds and the peer).
 //
 // Inputs: Kodak24 image 1 (768x512), its 4x box-down (superres), its gray version (colorize), a centred quarter box
 // (inpaint), and its 256x256 centre crop (superres x4 to 1024x1024, the peer's input). Prints JSON and a Markdown table.
@@ -64,6 +65,7 @@ const tasks = [
   ['denoise 25', ['denoise', join(W, 'kodak.png'), '--noise', '25'], w * h],
   ['stroke', ['stroke', join(W, 'kodak.png')], w * h],
 ];
+if (flags['crop-only']) tasks.splice(1);
 const builds = [['before', other], ['after', join(ROOT, 'bin', 'cm.js')]];
 const out = {};
 // The peer (bench/upscalerjs.mjs) on the crop, alternating with the two builds: the ratios of one run.
