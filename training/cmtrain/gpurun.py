@@ -24,7 +24,6 @@ Rehearse it on the CPU with the same command before a GPU is lent (it picks the 
 """
 import argparse
 import datetime
-import hashlib
 import json
 import os
 import shutil
@@ -33,11 +32,10 @@ import sys
 import tempfile
 import time
 
+from .continuous import DEFAULT_MODEL as MODEL, HERE, ROOT, sha256
+
 STARTED = time.time()      # the command's start: --minutes counts from here (imports and set-up included)
-HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))      # training/
-ROOT = os.path.dirname(HERE)
 DATA = os.path.join(HERE, "gpu-data")
-MODEL = os.path.join(ROOT, "models", "default.onnx")
 # What travels to the device: the working tree and the carried photos together, at most 64 MiB; kept under this.
 TRAVEL_LIMIT = 60 * 2 ** 20
 # The GPU recipe: the CPU run's (cmtrain.continuous.RECIPE) with bigger crops and batches, the photos on the device.
@@ -48,14 +46,6 @@ GPU_RECIPE = ["--crop", "64", "--batch", "256", "--lr", "3e-4", "--warmup", "100
 LOGS = ("loss.csv", "val.csv", "select.csv", "config.json")
 # The shipped model's weights in the packed folder (export.save_weights).
 INIT = "init.pt"
-
-
-def sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def tree_bytes(root: str = ROOT) -> int:
