@@ -80,7 +80,7 @@ class PhotoCrops:
 class DeviceCrops:
     """PhotoCrops's crops made on the training device (TRAINING.md: on a GPU, no CPU loader between steps).
 
-    Every version of every photo that PhotoCrops keeps lies in one flat uint8 buffer on the device (HWC, about 0.35 GB
+    Every version of every photo that PhotoCrops keeps lies in one flat uint8 buffer on the device (HWC, about 0.6 GB
     for the 901 training photos), and a batch is one gather: the same distribution as PhotoCrops.batch (uniform over
     photos, then over the photo's versions, then over positions; horizontal flips with probability 1/2), drawn with a
     torch generator on the device. batch() returns a float32 tensor [n, 3, crop, crop] in [-1, 1] on the device."""

@@ -95,9 +95,11 @@ def slim(ck: dict, dst: str, extra: dict) -> None:
     os.replace(dst + ".tmp", dst)
 
 
-def run_training(out: str, minutes: float, data: str, work: str, extra: list, started: float = None) -> dict:
+def run_training(out: str, minutes: float, data: str, work: str, extra: list, started: float = None,
+                 model: str = MODEL) -> dict:
     """Train from data/init.pt until `minutes` after `started` (default now), then the final validation; every
-    checkpoint is made small into out/out/ as soon as it is written."""
+    checkpoint is made small into out/out/ as soon as it is written. Refused at once when init.pt was packed from
+    another model than `model` (the shipped one, in the tree that travelled with it)."""
     import torch
     from . import train
     started = time.time() if started is None else started
@@ -105,6 +107,9 @@ def run_training(out: str, minutes: float, data: str, work: str, extra: list, st
     if not os.path.isfile(init):
         raise SystemExit(f"{init}: missing: run `python3 -m cmtrain.gpurun pack` here first and carry {data}")
     init_info = torch.load(init, map_location="cpu")
+    if os.path.exists(model) and init_info.get("sha256") != sha256(model):
+        raise SystemExit(f"{init}: packed from another model than {os.path.relpath(model, ROOT)}: run "
+                         "`python3 -m cmtrain.gpurun pack` again")
     cuda = torch.cuda.is_available()
     # cudnn.benchmark stays off: the anchor's share of each batch changes size every step, and every new shape would
     # be tuned again.
@@ -157,13 +162,13 @@ def main(argv=None):
         from .train import DEFAULT_DATA
         src = a.data or next((d for d in DEFAULT_DATA if os.path.isdir(d)), DEFAULT_DATA[0])
         size = pack(src)
-        print(f"{DATA}: {size / 2**20:.1f} MiB of photos; on the device: "
+        print(f"{DATA}: {size / 2**20:.1f} MiB of photos and weights; on the device: "
               f'run(command="sh training/gpu-run.sh", carry=["training/gpu-data"], timeout_s=570)')
         return 0
     if not a.out:
         p.error("train: --out or $OUT is needed")
     run_training(os.path.abspath(a.out), a.minutes, os.path.abspath(a.data), os.path.abspath(a.work), a.extra,
-                 started=STARTED)
+                 started=STARTED, model=MODEL)
     return 0
 
 

@@ -16,9 +16,9 @@ from cmtrain.promote import gpu_note
 
 
 
-def _tiny_onnx(path):
-    """A cm ONNX file of the tiny preset: what --init names (the shipped model, on the device)."""
-    model = random_model("tiny", seed=0)
+def _tiny_onnx(path, seed=0):
+    """A cm ONNX file of the tiny preset: the shipped model, as the tests pack it."""
+    model = random_model("tiny", seed=seed)
     export_onnx(model, str(path), metadata(model, "probe", "MIT", "synthetic", {"1": [0, 39]}))
     return str(path)
 
@@ -114,9 +114,15 @@ def test_the_run_returns_small_ema_checkpoints_that_promotion_reads(tmp_path, mo
     tiny = ["--batch", "2", "--crop", "16", "--val-crop", "16", "--val-crops", "2", "--val-percent", "50",
             "--max-steps", "3", "--threads", "1", "--ckpt-minutes", "0", "--val-every", "1"]
 
+    other = _tiny_onnx(tmp_path / "other.onnx", seed=1)
+
     def no_export(*args, **kwargs):
         raise AssertionError("the GPU run exported an ONNX file")
     monkeypatch.setattr(torch.onnx, "export", no_export)
+    monkeypatch.setattr(gpurun, "MODEL", model)
+    with pytest.raises(SystemExit, match="packed from another model"):      # the shipped model is another one
+        gpurun.run_training(str(out), 5, str(tmp_path / "gpu-data"), str(tmp_path / "work"), tiny,
+                            model=other)
     rc = gpurun.main(["train", "--out", str(out), "--minutes", "5", "--data", str(tmp_path / "gpu-data"),
                       "--work", str(tmp_path / "work"), "--"] + tiny)
     monkeypatch.undo()
@@ -164,7 +170,7 @@ def test_the_deadline_counts_from_the_start_and_the_files_still_come_back(tmp_pa
     tiny = ["--batch", "2", "--crop", "16", "--val-crop", "16", "--val-crops", "2", "--val-percent", "50",
             "--threads", "1"]
     summary = gpurun.run_training(str(tmp_path / "OUT"), 0.01, str(tmp_path / "gpu-data"), str(tmp_path / "work"),
-                                  tiny, started=0.0)
+                                  tiny, started=0.0, model=str(tmp_path / "tiny.onnx"))
     assert summary["steps"] == 0
     assert torch.load(tmp_path / "OUT" / "out" / "best.pt")["step"] == 0
     assert (tmp_path / "OUT" / "out" / "last.pt").exists()
