@@ -51,6 +51,14 @@ RECIPE = ["--crop", "32", "--batch", "32", "--lr", "3e-4", "--warmup", "100", "-
 CURRENT = os.path.join(HERE, "current-run.json")
 
 
+def from_invocation(path):
+    """A path as the user wrote it, from where they ran the command: `npm run train...` runs us in training/, and npm
+    says where it was started in INIT_CWD (`--run training/runs/x` from the repository root)."""
+    if not path or os.path.isabs(path):
+        return path
+    return os.path.join(os.environ.get("INIT_CWD") or os.getcwd(), path)
+
+
 def current_student(path: str = CURRENT):
     """The preset the project's current run distils into (None: the plain run of the shipped model)."""
     try:
@@ -172,6 +180,7 @@ def main(argv=None):
     p.add_argument("--dry-run", action="store_true", help="say what would run, start nothing")
     p.add_argument("extra", nargs="*", help="more cmtrain.train flags, after --")
     a = p.parse_args(argv)
+    a.run, a.model = from_invocation(a.run), from_invocation(a.model)
     if a.hours <= 0:
         p.error(f"Expected a positive number of hours but received {a.hours}")
     a.student = current_student() if a.student is None else (None if a.student == "none" else a.student)

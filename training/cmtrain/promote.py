@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from .card import denoise_psnr
-from .continuous import DEFAULT_MODEL, LINEAGE, ROOT, RUN, read_lineage, sha256, write_lineage
+from .continuous import DEFAULT_MODEL, LINEAGE, ROOT, RUN, from_invocation, read_lineage, sha256, write_lineage
 from .data import PhotoCrops
 from .export import check_task_plans, export_onnx, load_checkpoint, load_onnx_weights, metadata, read_metadata
 from .train import DEFAULT_DATA, DEFAULT_SELECT, edit_scores, select_specs
@@ -282,6 +282,10 @@ def main(argv=None):
     p.add_argument("--name", help="the promoted model's name (default: the shipped one's, one version up)")
     p.add_argument("--dry-run", action="store_true")
     a = p.parse_args(argv)
+    for key in ("checkpoint", "run", "model", "data", "history", "card", "task_plans"):
+        setattr(a, key, from_invocation(getattr(a, key)))
+    if a.plan_start != "model":
+        a.plan_start = from_invocation(a.plan_start)
     torch.set_num_threads(a.threads or os.cpu_count() or 1)
     data = a.data or next((d for d in DEFAULT_DATA if os.path.isdir(d)), DEFAULT_DATA[0])
     env = {**os.environ, "CM_TRAIN_DIR": os.path.abspath(data)}

@@ -19,6 +19,7 @@ import tempfile
 
 import onnx
 
+from .continuous import from_invocation
 from .export import check_task_plans
 from .promote import ROOT, TASK_PLANS, replace_atomically, requantize
 
@@ -52,6 +53,7 @@ def main(argv=None):
     p.add_argument("--task-plans", default=TASK_PLANS, help="the committed copy of the plans, rewritten with the model")
     p.add_argument("--dry-run", action="store_true", help="search and print; change nothing")
     a = p.parse_args(argv)
+    a.model, a.task_plans = from_invocation(a.model), from_invocation(a.task_plans)
     tasks = [t for t in a.tasks.split(",") if t]
     proto = onnx.load(a.model)
     old = json.loads({q.key: q.value for q in proto.metadata_props}.get("cm.task_plans", "{}"))

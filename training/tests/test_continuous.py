@@ -115,3 +115,14 @@ def test_the_committed_current_run_names_a_preset_and_none_overrides_it(tmp_path
     (tmp_path / "current.json").write_text('{"student": "tiny-s2d", "why": "a test"}')
     assert continuous.current_student(str(tmp_path / "current.json")) == "tiny-s2d"
     assert continuous.current_student(str(tmp_path / "missing.json")) is None
+
+
+def test_paths_are_read_from_where_npm_was_started(monkeypatch, tmp_path):
+    """`npm run train:promote -- --run training/runs/x` runs in training/: a relative path is taken from npm's
+    INIT_CWD (else the working folder); an absolute one as it is."""
+    from cmtrain.continuous import from_invocation
+    monkeypatch.setenv("INIT_CWD", str(tmp_path))
+    assert from_invocation("training/runs/x") == os.path.join(str(tmp_path), "training", "runs", "x")
+    assert from_invocation("/abs/run") == "/abs/run" and from_invocation(None) is None
+    monkeypatch.delenv("INIT_CWD")
+    assert from_invocation("runs/x") == os.path.join(os.getcwd(), "runs", "x")
