@@ -9,10 +9,9 @@
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseFlags, ROOT, round } from './lib/common.mjs';
-import { cropsOf, trainingPhotoPaths } from './lib/data.mjs';
+import { trainingCrops } from './lib/data.mjs';
 import { toImg, toTensor } from './lib/estimates.mjs';
 import { makeHole } from './lib/holes.mjs';
-import { load } from './lib/images.mjs';
 import { hfEnergyIn, median, psnr } from './lib/metrics.mjs';
 
 const dist = (p) => import(join(ROOT, 'dist', p));
@@ -26,20 +25,10 @@ const families = String(flags.families ?? 'object64,strokes,box').split(',');
 const outPath = flags.out ?? join(ROOT, 'bench', 'results', 'fill-blend.md');
 const ALPHAS = [1, 0.9, 0.8, 0.7, 0.6, 0.5, 0];
 
-const all = trainingPhotoPaths();
-const stride = Math.max(1, Math.floor(all.length / nPhotos));
 const byFamily = Object.fromEntries(families.map((f) => [f, []]));
 let photos = 0;
-for (let i = 0; i < all.length && photos < nPhotos; i += stride) {
-  let img;
-  try {
-    img = await load(all[i]);
-  } catch {
-    continue;
-  }
-  if (img.w < size || img.h < size) continue;
+for await (const { i, gt } of trainingCrops(nPhotos, size)) {
   photos++;
-  const gt = cropsOf(img, 1, size, 100 + i)[0].img;
   for (const fam of families) {
     const mask = makeHole(fam, size, size, 200 + i);
     const y = toTensor(Tensor, gt);

@@ -10,10 +10,9 @@
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseFlags, ROOT, round } from './lib/common.mjs';
-import { cropsOf, trainingPhotoPaths } from './lib/data.mjs';
+import { trainingCrops } from './lib/data.mjs';
 import { toImg, toTensor } from './lib/estimates.mjs';
 import { makeHole } from './lib/holes.mjs';
-import { load } from './lib/images.mjs';
 import { hfEnergyIn, median, psnr } from './lib/metrics.mjs';
 
 const dist = (p) => import(join(ROOT, 'dist', p));
@@ -27,21 +26,11 @@ const size = Number(flags.size ?? 192);
 const families = String(flags.families ?? 'object64,strokes').split(',');
 const outPath = flags.out ?? join(ROOT, 'bench', 'results', 'fill-threshold.md');
 
-const all = trainingPhotoPaths();
-const stride = Math.max(1, Math.floor(all.length / nPhotos));
 const toT = (img) => toTensor(Tensor, img);
 const toI = toImg;
 
 const rows = [];
-for (let i = 0; i < all.length && rows.length < nPhotos * families.length; i += stride) {
-  let img;
-  try {
-    img = await load(all[i]);
-  } catch {
-    continue;
-  }
-  if (img.w < size || img.h < size) continue;
-  const gt = cropsOf(img, 1, size, 100 + i)[0].img;
+for await (const { i, gt } of trainingCrops(nPhotos, size)) {
   for (const fam of families) {
     const mask = makeHole(fam, size, size, 200 + i);
     const y = toT(gt);

@@ -24,6 +24,27 @@ export function trainingPhotoPaths(root = TRAIN_DIR) {
   return out;
 }
 
+/**
+ * One size x size crop (seeded by the photo's index) of each of up to n training photos, spread evenly over them;
+ * photos that do not load or are smaller are skipped. Yields { i, gt }.
+ */
+export async function* trainingCrops(n, size) {
+  const all = trainingPhotoPaths();
+  const stride = Math.max(1, Math.floor(all.length / n));
+  let given = 0;
+  for (let i = 0; i < all.length && given < n; i += stride) {
+    let img;
+    try {
+      img = await load(all[i]);
+    } catch {
+      continue;
+    }
+    if (img.w < size || img.h < size) continue;
+    given++;
+    yield { i, gt: cropsOf(img, 1, size, 100 + i)[0].img };
+  }
+}
+
 export function photoPaths(set) {
   const dir = join(EVAL_DIR, set);
   return readdirSync(dir)
