@@ -57,6 +57,10 @@ class PhotoCrops:
         if not self.images:
             raise ValueError(f"Expected photos of at least {crop} pixels under {root} but found none")
 
+    @property
+    def photos(self) -> int:
+        return len(self.images)
+
     def rng_state(self):
         return self.rng.bit_generator.state
 
@@ -100,7 +104,7 @@ class DeviceCrops:
         self.offset, self.height, self.width = (meta[:, i].to(self.device) for i in range(3))
         self.first = torch.tensor(first, dtype=torch.int64, device=self.device)
         self.count = torch.tensor(count, dtype=torch.int64, device=self.device)
-        self.images = source.images     # for the count the training log prints
+        self.photos = source.photos
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(seed)
         c = self.crop

@@ -39,9 +39,12 @@ def random_model(preset: str, seed: int) -> ConsistencyModel:
 
 def load_checkpoint(path: str, use_ema: bool = True) -> ConsistencyModel:
     ckpt = torch.load(path, map_location="cpu")
-    cfg = UNetConfig(**{**ckpt["config"], "mults": tuple(ckpt["config"]["mults"])})
-    model = ConsistencyModel(cfg)
-    model.load_state_dict(ckpt["ema"] if use_ema else ckpt["model"])
+    return _model_of(ckpt["config"], ckpt["ema"] if use_ema else ckpt["model"])
+
+
+def _model_of(config: dict, state: dict) -> ConsistencyModel:
+    model = ConsistencyModel(UNetConfig(**{**config, "mults": tuple(config["mults"])}))
+    model.load_state_dict(state)
     return model.eval()
 
 
@@ -83,11 +86,7 @@ def load_weights(path: str) -> ConsistencyModel:
     if path.endswith(".onnx"):
         return load_onnx_weights(path)
     ck = torch.load(path, map_location="cpu")
-    if "state_dict" not in ck:
-        return load_checkpoint(path)
-    model = ConsistencyModel(UNetConfig(**{**ck["config"], "mults": tuple(ck["config"]["mults"])}))
-    model.load_state_dict(ck["state_dict"])
-    return model.eval()
+    return _model_of(ck["config"], ck["state_dict"] if "state_dict" in ck else ck["ema"])
 
 
 def _weights_by_probe(path: str, cfg: UNetConfig, shipped: dict, fold: bool) -> ConsistencyModel:

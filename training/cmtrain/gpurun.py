@@ -124,9 +124,8 @@ def run_training(out: str, minutes: float, data: str, work: str, extra: list, st
                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
                "recipe": GPU_RECIPE + extra}
 
-    def returned(path: str) -> None:
-        """A checkpoint just written: its small copy and the logs into dest, with the figures so far."""
-        ck = torch.load(path, map_location="cpu", weights_only=False)
+    def returned(path: str, ck: dict) -> None:
+        """A checkpoint just written (its contents ck): its small copy and the logs into dest, with the figures so far."""
         summary.update(steps=ck["step"], crops=ck["images"], wall_seconds=round(time.time() - started, 1),
                        # validations included: what a step costs in this run, not the GPU's peak
                        steps_per_second=round(ck["step"] / max(ck["seconds"], 1e-9), 3))

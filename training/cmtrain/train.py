@@ -16,6 +16,7 @@ held-out crops with each plan of --select-plans; the score is the mean PSNR over
 """
 import argparse
 import contextlib
+import copy
 import csv
 import json
 import math
@@ -243,7 +244,8 @@ def bf16_supported() -> bool:
 
 
 def main(argv=None, on_checkpoint=None):
-    """on_checkpoint(path): called after every checkpoint written (last.pt or best.pt), e.g. to copy it elsewhere."""
+    """on_checkpoint(path, state): called after every checkpoint written (last.pt or best.pt) with what it holds, e.g. to
+    copy it elsewhere."""
     p = argparse.ArgumentParser(prog="python3 -m cmtrain.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs)")
@@ -351,7 +353,9 @@ def main(argv=None, on_checkpoint=None):
     anchor = None
     if a.anchor_onnx:
         from .export import load_weights
-        anchor = load_weights(a.anchor_onnx).to(dev).eval().requires_grad_(False)
+        # the same file as --init-onnx (a plain run's own answers): read once
+        anchor = copy.deepcopy(init) if init is not None and a.anchor_onnx == a.init_onnx else load_weights(a.anchor_onnx)
+        anchor = anchor.to(dev).eval().requires_grad_(False)
     model = ConsistencyModel(cfg).to(dev)
     if init is not None:
         model.load_state_dict(init.state_dict())
@@ -415,8 +419,15 @@ def main(argv=None, on_checkpoint=None):
         logw.writerow(["step", "images", "seconds", "stage", "lr", "loss"])
         with open(os.path.join(a.out, "config.json"), "w") as f:
             json.dump({"config": cfg.to_json_dict(), "params": count_params(model), "args": vars(a)}, f, indent=1)
-    print(f"device {dev}, {count_params(model)} parameters, {len(data.images)} train / {len(val.images)} val photos, "
+    print(f"device {dev}, {count_params(model)} parameters, {data.photos} train / {val.photos} val photos, "
           f"step {step}", flush=True)
+
+    def checkpoint(path):
+        st = state()
+        save(path, st)
+        if on_checkpoint:
+            log.flush()     # the logs it may copy are up to date
+            on_checkpoint(path, st)
 
     def run_validation():
         nonlocal best_score
@@ -443,9 +454,7 @@ def main(argv=None, on_checkpoint=None):
               + f" run score {score:.3f}" + (" (best so far)" if better else ""), flush=True)
         if better:
             best_score = score
-            save(best_path, state())
-            if on_checkpoint:
-                on_checkpoint(best_path)
+            checkpoint(best_path)
 
     start, cpu_start = time.time(), time.process_time()
     validated_at = step
@@ -486,16 +495,12 @@ def main(argv=None, on_checkpoint=None):
             if step - validated_at >= a.val_every:
                 run_validation()
                 validated_at = step
-            save(ckpt_path, state())
-            if on_checkpoint:
-                on_checkpoint(ckpt_path)
+            checkpoint(ckpt_path)
             last_ckpt = time.time()
 
     run_validation()
-    save(ckpt_path, state())
+    checkpoint(ckpt_path)
     log.close()
-    if on_checkpoint:
-        on_checkpoint(ckpt_path)
     total = seconds_before + time.time() - start
     print(f"stopped at step {step}, {images} images, {total / 60:.1f} min in total", flush=True)
 
