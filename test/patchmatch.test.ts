@@ -163,6 +163,23 @@ describe('PatchMatch completion', () => {
     for (let i = 0; i < 3 * 40 * 45; i++) if (fill.data[40 * 45 + (i % (40 * 45))]) expect(out.data[3 * 40 * 45 + i]).toBe(base.data[3 * 40 * 45 + i]);
   });
 
+  test.prop([fc.integer({ min: 0, max: 1000 }), fc.double({ min: -0.3, max: 0.3, noNaN: true })], { numRuns: 6 })(
+    "the base's shading is taken whole, in a thin stroke too: a base that is the fill plus a constant gives the fill plus that constant",
+    (s, d) => {
+      const [w, h] = [67, 59];
+      const y = randomTensor(s, 1, 3, h, w).map((v) => 0.5 * v);
+      // a stroke 3 pixels wide and a 13 x 11 box: near their borders the unnormalised blur gave half of d or less
+      const fill = boxes(h, w, [[8, 20, 40, 3], [40, 35, 13, 11]]);
+      const alone = patchFill(y, fill, s); // no base, no shading: the search does not depend on the base
+      const base = alone.map((v, i) => (fill.data[i % (w * h)] ? v + d : v));
+      const out = patchFill(y, fill, s, { base });
+      knownExact(out, y, fill);
+      let worst = 0;
+      for (let i = 0; i < out.data.length; i++) if (fill.data[i % (w * h)]) worst = Math.max(worst, Math.abs(out.data[i] - alone.data[i] - d));
+      expect(worst).toBeLessThan(1e-5);
+    },
+  );
+
   test('surroundTexture: flat surroundings score 0, noise far above the auto threshold', () => {
     const fill = boxes(64, 64, [[24, 24, 16, 16]]);
     const [r] = fillWindows(fill);
