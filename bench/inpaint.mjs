@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Inpainting with texture (issue 17): cm's --fill smooth | patch | auto next to the harmonic fill and OpenCV's Telea,
+// Inpainting with texture (issue 17): cm's --fill smooth | patch | auto next to the harmonic fill, the patch fill alone
+// (what --fill patch starts from: how much of its texture the model keeps) and OpenCV's Telea,
 // Navier-Stokes, xphoto FSR (fast) and shift-map (bench/baselines.py --xphoto), on box, strokes and "object" holes
 // (a blob of about 64x64 or 100x100, bench/lib/holes.mjs) in crops and in whole photos of Kodak24 and Set5.
 // Per method: PSNR inside the hole and texture (the high-frequency energy inside the hole, the difference to a sigma-1
@@ -9,7 +10,7 @@
 // (bench/results/inpaint-*.png, git-ignored: they show evaluation photos).
 //
 //   node bench/inpaint.mjs [--model PATH] [--set eval|train] [--crop 256] [--full-every 6] [--no-full] [--no-crops]
-//                          [--families box,strokes,object64,object100] [--fills smooth,patch,auto] [--cm-args "..."]
+//                          [--families box,strokes,object64,object100] [--fills smooth,patch,auto] [--cm-args="..."]
 //                          [--threads 1] [--python /usr/bin/python3] [--out DIR] [--smoke]
 //                          [--groups kodak-crops,set5-crops,kodak-whole,set5-whole] [--merge]
 // --groups: only these groups of photos (default all; --no-crops / --no-full drop theirs).
@@ -80,6 +81,7 @@ if (set === 'train') {
 
 if (only) groups.splice(0, groups.length, ...groups.filter((g) => only.some((k) => GROUP_KEYS[k] === g.label)));
 
+const PATCH_ALONE = 'patch fill alone (no model)';
 const toT = (img) => toTensor(Tensor, img);
 const toI = toImg;
 const metrics = (img, gt, mask) => ({ psnr: psnr(img, gt, mask), texture: hfEnergyIn(img, mask) / Math.max(1e-9, hfEnergyIn(gt, mask)) });
@@ -124,6 +126,8 @@ for (const g of groups) {
     const add = (method, it, img) => (it.outs[method] = { img, ...metrics(img, it.gt, it.mask) });
     // the harmonic fill (cm's classical smooth estimate), in this process
     for (const it of items) add('harmonic fill', it, toI(classicalFill(toT(it.input), new Tensor(1, 1, it.gt.h, it.gt.w, Float32Array.from(it.mask)))));
+    // the patch fill alone (what --fill patch starts from, before the model refines it): how much texture the model keeps
+    for (const it of items) add(PATCH_ALONE, it, toI(classicalFill(toT(it.input), new Tensor(1, 1, it.gt.h, it.gt.w, Float32Array.from(it.mask)), { fill: 'patch', seed: 0 })));
     // OpenCV, in a process of its own while cm runs (the machine's cores are shared)
     const base = join(dir, 'baselines');
     const pyRun = runPython([join(ROOT, 'bench', 'baselines.py'), 'inpaint', '--xphoto', inDir, maskDir, base]);
@@ -143,7 +147,7 @@ for (const g of groups) {
       pyMethods = Object.keys(JSON.parse(py.stdout.trim().split('\n').pop()).written);
       for (const m of pyMethods) for (const it of items) add(m, it, await load(join(base, m, `${it.stem}.png`)));
     } else log(`baselines: ${py.stdout.trim() || py.stderr.trim().split('\n').pop()} (skipped)`);
-    const methods = ['harmonic fill', ...pyMethods, ...fills.map((f) => `cm --fill ${f}`)];
+    const methods = ['harmonic fill', PATCH_ALONE, ...pyMethods, ...fills.map((f) => `cm --fill ${f}`)];
     const row = { group: g.label, family: fam, holes: items.length, date: new Date().toISOString(), code: codeVersion().commit, methods: {}, secondsPerImage: timing };
     for (const m of methods) {
       const ps = items.map((it) => it.outs[m].psnr);

@@ -23,8 +23,10 @@
 // Presets of --quality: "fast" is the best one-evaluation, one-sample plan; "best" the best of each K's plan with 1 to
 // 16 samples and views, within --best-budget evaluations (default 16).
 // Objectives: PSNR (inpainting: in the hole) for superres, inpaint, denoise; colorize: PSNR among plans whose
-// colourfulness is 0.5-1.5x the photos'; stroke: among plans whose high-frequency energy is 0.8-1.2x the photos',
-// the smallest region colour error. Writes the chosen plans (JSON, the cm.task_plans format) and every scored
+// colourfulness is 0.5-1.5x the photos'; stroke: among plans whose high-frequency energy is 0.8-1.2x the photos', the
+// smallest region colour error. Inpainting also reports the texture in the hole (its high-frequency energy over the
+// photo's there, median over the crops) without choosing by it: in these 64x64 crops even the patch fill alone has
+// under 0.5 of the photo's (box holes 0.40), so a floor of 0.5 chose plans from sigma 2.8 that invent the hole anew. Writes the chosen plans (JSON, the cm.task_plans format) and every scored
 // configuration (CSV next to it).
 import { createHash } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -33,7 +35,7 @@ import { performance } from 'node:perf_hooks';
 import { parseFlags, ROOT, round } from './lib/common.mjs';
 import { cropsOf, makeMask, strokePainting, regionColourError, withHole } from './lib/data.mjs';
 import { addNoise, boxDown, grayOf, load, quantize } from './lib/images.mjs';
-import { blockinessRatio, colourfulness, hfEnergy, mean, psnr } from './lib/metrics.mjs';
+import { blockinessRatio, colourfulness, hfEnergy, hfEnergyIn, mean, median, psnr } from './lib/metrics.mjs';
 
 const dist = (p) => import(join(ROOT, 'dist', p));
 const { loadModel, readModelFile } = await dist('runtime/model.js');
@@ -129,7 +131,7 @@ const inpaint = (family) =>
     const mask = makeMask(family, gt.w, gt.h, 7000 + i);
     // The CLI's default fill (--fill auto: PatchMatch where the hole's surroundings are textured), seeded per image.
     return { mask, op: inpaintOperator(toTensor(withHole(gt, mask)), maskTensor(mask, gt.w, gt.h), { fill: 'auto', seed: i }) };
-  }, (out, it) => ({ psnr: psnr(out, it.gt, it.mask), hf: hfEnergy(out) / hfEnergy(it.gt) }));
+  }, (out, it) => ({ psnr: psnr(out, it.gt, it.mask), hf: hfEnergy(out) / hfEnergy(it.gt), texture: hfEnergyIn(out, it.mask) / Math.max(1e-9, hfEnergyIn(it.gt, it.mask)) }));
 const colorize = variant('colorize', 'colorize', (gt) => {
   // The CLI reads a gray PNG and keeps its luminance: the gray value replicated has it.
   const g = toTensor(quantize(grayOf(gt)));
@@ -170,12 +172,18 @@ async function scoreNow(v, cfg) {
     views: cfg.views ?? false,
     startIsNoisy: v.task === 'denoise',
   });
-  const per = v.items.map((it, i) => v.metric(toImg(x, i), it));
-  const m = Object.fromEntries(Object.keys(per[0]).map((k) => [k, mean(per.map((r) => r[k]))]));
+  const m = aggregate(v.items.map((it, i) => v.metric(toImg(x, i), it)));
   const row = { variant: v.name, k: cfg.k, ts: cfg.ts?.join(',') ?? `level,${cfg.k}`, start: cfg.start, eta: cfg.eta, samples: cfg.samples, views: cfg.views ? 1 : 0, ...m };
   rows.push(row);
   return row;
 }
+
+/** The crops' figures as one: means, but the texture in the hole as a median (a smooth hole's ratio can be huge). */
+function aggregate(per) {
+  return Object.fromEntries(Object.keys(per[0]).map((k) => [k, (k === 'texture' ? median : mean)(per.map((r) => r[k]))]));
+}
+/** The figures logged and printed. */
+const SHOWN = ['psnr', 'hf', 'texture', 'colour', 'colourErr'];
 
 /** What a cheaper plan may give up: 0.05 dB on the PSNR tasks; colorize and stroke, whose objectives are no PSNR, take their best (the cheaper on a tie). */
 const marginOf = (task) => (task === 'colorize' || task === 'stroke' ? 1e-3 : PLAN_MARGIN_DB);
@@ -245,7 +253,7 @@ if (scoreOnly) {
     const entry = byK?.[String(k)];
     if (!entry) throw new Error(`${modelPath}: no stored default plan for ${v.task}`);
     const row = await score(v, { k, ts: entry.ts, start: entry.start, eta: entry.eta, samples: entry.samples ?? 1 });
-    out[v.name] = Object.fromEntries(Object.entries(row).filter(([n]) => ['psnr', 'hf', 'colour', 'colourErr'].includes(n)));
+    out[v.name] = Object.fromEntries(Object.entries(row).filter(([n]) => SHOWN.includes(n)));
     log(`${v.name}: default (K=${k}) ${JSON.stringify(out[v.name])}`);
   }
   await model.dispose();
@@ -259,9 +267,8 @@ for (const v of variants) {
   // The classical estimate itself (no evaluation): Lanczos, the harmonic fill, the gray image, the noisy input.
   const ops = stackOperators(v.items.map((it) => it.op));
   const est = ops.projectInRange(ops.project(ops.estimate()));
-  const per = v.items.map((it, i) => v.metric(toImg(est, i), it));
-  rows.push({ variant: v.name, k: 0, ts: 'estimate', start: 'estimate', eta: 0, samples: 1, ...Object.fromEntries(Object.keys(per[0]).map((n) => [n, mean(per.map((q) => q[n]))])) });
-  log(`${v.name}: the estimate alone: ${Object.entries(rows.at(-1)).filter(([n]) => ['psnr', 'hf', 'colour', 'colourErr'].includes(n)).map(([n, x]) => `${n} ${round(x, 3)}`).join(' ')}`);
+  rows.push({ variant: v.name, k: 0, ts: 'estimate', start: 'estimate', eta: 0, samples: 1, ...aggregate(v.items.map((it, i) => v.metric(toImg(est, i), it))) });
+  log(`${v.name}: the estimate alone: ${Object.entries(rows.at(-1)).filter(([n]) => SHOWN.includes(n)).map(([n, x]) => `${n} ${round(x, 3)}`).join(' ')}`);
   // The paper's sampler with the model's own plans, for reference.
   for (const [k, ts] of Object.entries(file.card.plans)) {
     if (v.task === 'denoise' || v.task === 'stroke') continue;
@@ -309,7 +316,7 @@ for (const v of variants) {
     best.best = top;
   }
   chosen[v.name] = best;
-  const show = (e) => `${e.cfg.ts?.join(',') ?? 'level'} ${e.cfg.start} eta ${e.cfg.eta} x${e.cfg.samples}${e.cfg.views ? ' views' : ''}: ${Object.entries(e.row).filter(([n]) => ['psnr', 'hf', 'colour', 'colourErr'].includes(n)).map(([n, x]) => `${n} ${round(x, 3)}`).join(' ')}`;
+  const show = (e) => `${e.cfg.ts?.join(',') ?? 'level'} ${e.cfg.start} eta ${e.cfg.eta} x${e.cfg.samples}${e.cfg.views ? ' views' : ''}: ${Object.entries(e.row).filter(([n]) => SHOWN.includes(n)).map(([n, x]) => `${n} ${round(x, 3)}`).join(' ')}`;
   log(`${v.name} (${((performance.now() - t0) / 1000).toFixed(0)} s): ${Object.entries(best).map(([k, e]) => `K=${k} ${show(e)}`).join(' | ')}`);
 }
 
@@ -377,7 +384,7 @@ for (const [task, byK] of Object.entries(taskPlans)) {
 await model.dispose();
 mkdirSync(dirname(outPath), { recursive: true });
 writeFileSync(outPath, `${JSON.stringify(taskPlans)}\n`);
-const cols = ['variant', 'k', 'ts', 'start', 'eta', 'samples', 'views', 'psnr', 'hf', 'blockiness', 'colour', 'colourErr'];
+const cols = ['variant', 'k', 'ts', 'start', 'eta', 'samples', 'views', 'psnr', 'hf', 'texture', 'blockiness', 'colour', 'colourErr'];
 writeFileSync(outPath.replace(/\.json$/, '.csv'), [cols.join(','), ...rows.map((r) => cols.map((c) => (typeof r[c] === 'number' ? round(r[c], 4) : `"${r[c] ?? ''}"`)).join(','))].join('\n') + '\n');
 log(`wrote ${outPath} and ${outPath.replace(/\.json$/, '.csv')} (${rows.length} configurations)`);
 process.stdout.write(`${JSON.stringify(taskPlans)}\n`);

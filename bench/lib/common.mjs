@@ -10,12 +10,17 @@ export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const CLI = join(ROOT, 'bin', 'cm.js');
 export const RESULTS = join(ROOT, 'bench', 'results');
 
-/** Command-line flags: --name value, --flag (true). */
+/** Command-line flags: --name value, --name=value (a value that starts with -- itself), --flag (true). */
 export function parseFlags(argv) {
   const out = {};
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (!a.startsWith('--')) continue;
+    const eq = a.indexOf('=');
+    if (eq > 2) {
+      out[a.slice(2, eq)] = a.slice(eq + 1);
+      continue;
+    }
     const key = a.slice(2);
     if (i + 1 < argv.length && !argv[i + 1].startsWith('--')) out[key] = argv[++i];
     else out[key] = true;

@@ -24,9 +24,10 @@
  * (Gaussian of 4 pixels; of 6: 1.57 dB under) at the same texture. That blur counted the known pixels around the hole
  * as zeros, so a thin hole (a stroke) got about half the base's shading: normalised by the blur of the hole itself,
  * strokes went from 1.23 to 1.00 dB under, object64 0.82 to 0.75, the box 0.49 to 0.46, texture 2-3% lower
- * (bench/results/shading.md, 40 training photos). With the normalised blur a Gaussian of 3 pixels gives 0.83 / 0.64 /
- * 0.39 dB under at 4% less texture than before, of 2 0.63 / 0.50 / 0.30 at 9% less: 3 is the smallest within 5% of
- * the texture.
+ * (bench/results/fill-shading.md, 40 training photos); through the CLI (24 training crops of 256x256) strokes
+ * +0.28 dB at 4% less texture, box and object64 +0.02 dB at 1% less. A narrower Gaussian gains more PSNR for more
+ * texture: 3 pixels, strokes +0.49 dB through the CLI but 6% less texture (20% along the strokes of Set5's whole
+ * photos), so the width stays 4.
  * A finer level used to start from the coarser level's values enlarged (2 x 2 blocks, 8 x 8 after three levels):
  * its search then matched the blur with smooth sources, and the fill of a big hole was blocks of smudge with
  * staircase edges (a quarter-box hole). It now starts from its own pixels of the coarser level's copies, and runs
@@ -58,7 +59,7 @@ const ROUNDS_COARSEST = 6;
 const ROUNDS = 1;
 const PASSES = 2;
 /** The fill's shading: the base (the harmonic fill) blurred by a Gaussian of this many pixels replaces the patches'. */
-export const SHADING = 3;
+export const SHADING = 4;
 
 /**
  * The windows patchFill works in, one per group of nearby holes of image 0 of fill (see holeWindows): each contains
