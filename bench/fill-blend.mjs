@@ -7,7 +7,7 @@
 // --shading: the patch fill's shading Gaussian (pixels; patchmatch.ts SHADING by default), a row per value
 // (bench/results/fill-shading.md: --shading 2,3,4,6 --alphas 1,0.9).
 //
-//   node bench/fill-blend.mjs [--photos 40] [--size 192] [--families object64,strokes,box] [--shading 3]
+//   node bench/fill-blend.mjs [--photos 40] [--size 192] [--families object64,strokes,box] [--shading 4]
 //                             [--alphas 1,0.9,0.8,0.7,0.6,0.5,0] [--out bench/results/fill-blend.md]
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
