@@ -3,8 +3,8 @@
 // Kodak24 or Set5): per crop and hole, the texture of the hole's known surroundings (surroundTexture) and the two
 // classical fills' PSNR and texture inside the hole (high-frequency energy relative to the photo's, as bench:quality
 // measures sharpness). For each threshold: auto's mean PSNR against the harmonic fill's and its texture (median over
-// holes), and the share of holes given patches. The estimates alone, without the model (the default plan refines
-// at sigma 0.004: it changes little).
+// holes), and the share of holes given patches. The estimates alone, without the model (which, with
+// cm-patch64-small-6's plan, keeps about half of the patch fill's texture in small holes: bench/results/inpaint.md).
 //
 //   node bench/fill-threshold.mjs [--photos 48] [--size 192] [--families object64,strokes] [--out bench/results/fill-threshold.md]
 import { writeFileSync, mkdirSync } from 'node:fs';

@@ -125,9 +125,12 @@ for (const g of groups) {
     }
     const add = (method, it, img) => (it.outs[method] = { img, ...metrics(img, it.gt, it.mask) });
     // the harmonic fill (cm's classical smooth estimate), in this process
-    for (const it of items) add('harmonic fill', it, toI(classicalFill(toT(it.input), new Tensor(1, 1, it.gt.h, it.gt.w, Float32Array.from(it.mask)))));
-    // the patch fill alone (what --fill patch starts from, before the model refines it): how much texture the model keeps
-    for (const it of items) add(PATCH_ALONE, it, toI(classicalFill(toT(it.input), new Tensor(1, 1, it.gt.h, it.gt.w, Float32Array.from(it.mask)), { fill: 'patch', seed: 0 })));
+    // and the patch fill alone (what --fill patch starts from, before the model refines it): how much texture the model keeps
+    for (const it of items) {
+      const [y, fill] = [toT(it.input), new Tensor(1, 1, it.gt.h, it.gt.w, Float32Array.from(it.mask))];
+      add('harmonic fill', it, toI(classicalFill(y, fill)));
+      add(PATCH_ALONE, it, toI(classicalFill(y, fill, { fill: 'patch', seed: 0 })));
+    }
     // OpenCV, in a process of its own while cm runs (the machine's cores are shared)
     const base = join(dir, 'baselines');
     const pyRun = runPython([join(ROOT, 'bench', 'baselines.py'), 'inpaint', '--xphoto', inDir, maskDir, base]);
