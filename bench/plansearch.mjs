@@ -28,12 +28,11 @@
 // photo's there, median over the crops) without choosing by it: in these 64x64 crops even the patch fill alone has
 // under 0.5 of the photo's (box holes 0.40), so a floor of 0.5 chose plans from sigma 2.8 that invent the hole anew. Writes the chosen plans (JSON, the cm.task_plans format) and every scored
 // configuration (CSV next to it).
-import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseFlags, ROOT, round } from './lib/common.mjs';
-import { cropsOf, makeMask, strokePainting, regionColourError, withHole } from './lib/data.mjs';
+import { cropsOf, makeMask, strokePainting, regionColourError, validationPhotoPaths, withHole } from './lib/data.mjs';
 import { addNoise, boxDown, grayOf, load, quantize } from './lib/images.mjs';
 import { blockinessRatio, colourfulness, hfEnergy, hfEnergyIn, mean, median, psnr } from './lib/metrics.mjs';
 
@@ -68,22 +67,8 @@ const valShare = Math.round(Number(flags['val-percent'] ?? 2) * 100);
 const started = performance.now();
 const log = (msg) => process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(0)}s] ${msg}\n`);
 
-// ---- validation photos: exactly cmtrain.data.is_validation (sha1 of the relative path, first 4 bytes, < 2%) --------
-function listPhotos(root) {
-  const out = [];
-  const walk = (d) => {
-    for (const f of readdirSync(d)) {
-      const p = join(d, f);
-      if (statSync(p).isDirectory()) walk(p);
-      else if (/\.(jpe?g|png|webp)$/i.test(f)) out.push(relative(root, p));
-    }
-  };
-  walk(root);
-  // Python sorts str by code point, as JS does for these ASCII paths.
-  return out.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-}
-const isValidation = (rel) => createHash('sha1').update(rel, 'utf8').digest().readUInt32BE(0) % 10000 < valShare;
-const valPaths = listPhotos(TRAIN_DIR).filter(isValidation).map((r) => join(TRAIN_DIR, r));
+// ---- validation photos: exactly cmtrain.data.is_validation ------------------------------------------------------
+const valPaths = validationPhotoPaths(valShare);
 if (valPaths.length === 0) throw new Error(`no validation photos under ${TRAIN_DIR}`);
 
 const file = await readModelFile(modelPath);

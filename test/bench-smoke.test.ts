@@ -10,6 +10,7 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { ROOT, TINY_MODEL } from './helpers/paths.js';
 
 const EVAL = process.env.CM_EVAL_DIR ?? join(ROOT, '..', 'shared', 'data', 'eval');
+const TRAIN = process.env.CM_TRAIN_DIR ?? join(ROOT, '..', 'shared', 'data', 'train');
 const dir = mkdtempSync(join(tmpdir(), 'cm-bench-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -129,5 +130,32 @@ describe.runIf(existsSync(EVAL))('the inpainting benchmarks, smoke run', () => {
     expect(p.growth).toHaveLength(3);
     for (const g of p.growth) expect(g.ms).toBeGreaterThan(0);
     expect(Number.isFinite(p.fit.b)).toBe(true);
+  }, 300_000);
+});
+
+describe.runIf(existsSync(TRAIN))('the refinement search, smoke run', () => {
+  type Row = { name: string; k: number | null; refine: number[] | null; psnr: number; kept: number; families: Record<string, { psnr: number; texture: number }> };
+  const search = (margin: string) => {
+    const out = join(dir, `rs-${margin}`);
+    // the shipped model: the search varies the refinement under its stored inpaint plans
+    const r = spawnSync(process.execPath, ['bench/refinesearch.mjs', '--smoke', '--margin', margin, '--out', out], { cwd: ROOT, timeout: 300_000 });
+    expect(r.status, r.stderr.toString()).toBe(0);
+    return JSON.parse(readFileSync(join(out, 'refinesearch.json'), 'utf8')) as { fillAlone: Row; rows: Row[]; chosen: { k: number; refine: number[] } | null };
+  };
+
+  test('the refinement that keeps the most of the fill\'s texture within the margin of the best PSNR', () => {
+    const exact = search('0');
+    expect(exact.fillAlone.kept).toBe(1);
+    const [cli, ...refined] = exact.rows;
+    expect(cli.refine).toBeNull();
+    expect(refined.map((r) => r.refine)).toEqual([[36, 39], [38, 39]]);
+    for (const r of exact.rows) {
+      expect(Number.isFinite(r.psnr)).toBe(true);
+      expect(r.kept).toBeCloseTo(r.families.object64.texture / exact.fillAlone.families.object64.texture, 2);
+    }
+    const sharpest = refined.reduce((a, b) => (b.psnr > a.psnr ? b : a));
+    expect(exact.chosen).toEqual({ k: sharpest.k, refine: sharpest.refine });
+    const most = refined.reduce((a, b) => (b.kept > a.kept ? b : a));
+    expect(search('100').chosen).toEqual({ k: most.k, refine: most.refine });
   }, 300_000);
 });

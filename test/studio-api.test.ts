@@ -177,6 +177,7 @@ describe('POST /api/v1/edit', () => {
     ['a bad seed', { task: 'colorize', options: '{"seed":-1}' }, /^Expected an integer between 0 and \d+ for --seed but received -1$/],
     ['an unknown option', { task: 'colorize', options: '{"sclae":2}' }, /^unknown option "sclae"/],
     ['options that are not JSON', { task: 'colorize', options: '{scale:2' }, /^Expected a JSON object for options/],
+    ['a bad refinement plan', { task: 'colorize', options: '{"refineTs":"39"}' }, /^Expected at least two indices for --refine-ts/],
     ['quality with steps', { task: 'colorize', options: '{"quality":"fast","steps":2}' }, /^--quality picks one of the model's stored plans: give it, or --steps, not both$/],
   ])('400 for %s, in the CLI\'s words', async (_what, fields, message) => {
     const f: Record<string, string | [Buffer, string]> = { image: [image, 'img.png'], ...(fields as Record<string, string | [Buffer, string]>) };

@@ -148,6 +148,47 @@ describe('cm.task_plans', () => {
     expect(refineOf('inpaint', '38,39')).toEqual([karrasSigma(grid, 38), karrasSigma(grid, 39)]);
   });
 
+  test('a stored refinement is used, never noisier than the plan starts; --refine-ts is exact', async () => {
+    const file = await readModelFile(join(ROOT, 'models', 'default.onnx'));
+    const { grid } = file.card;
+    const card = { ...file.card, taskRefine: { inpaint: [35, 37, 39] } };
+    const refineOf = (o: Record<string, unknown>) => chooseSampling(o as never, { card }, 'inpaint', 1).refine.sigmas;
+    const at = (...ts: number[]) => ts.map((t) => karrasSigma(grid, t));
+    expect(refineOf({ ts: '30,39' })).toEqual(at(35, 37, 39));
+    expect(refineOf({ ts: '36,39' })).toEqual(at(36, 37, 39));
+    expect(refineOf({ ts: '38,39' })).toEqual(at(38, 39));
+    expect(refineOf({ ts: '38,39', refineTs: '20,30,39' })).toEqual(at(20, 30, 39));
+    // colorize stores none: the rule
+    expect(chooseSampling({ ts: '19,39' } as never, { card }, 'colorize', 1).refine.sigmas).toEqual(
+      [0.4, 0.1, grid.sigmaMin].map((s) => karrasSigma(grid, Math.round(gridIndexOf(grid, s)))),
+    );
+    expect(() => refineOf({ refineTs: '39' })).toThrow(/--refine-ts/);
+    expect(() => refineOf({ refineTs: '30,x' })).toThrow(/Expected comma-separated integers for --refine-ts/);
+  });
+
+  test('--refine-ts reaches the finer levels of a big hole; a bad one is a one-line usage error', async () => {
+    const px = Buffer.alloc(192 * 160 * 3);
+    for (let i = 0; i < px.length; i++) px[i] = (i * 13 + ((i / 576) | 0) * 5) % 256;
+    await sharp(px, { raw: { width: 192, height: 160, channels: 3 } }).png().toFile(at('big.png'));
+    const m = Buffer.alloc(192 * 160);
+    for (let y = 30; y < 130; y++) for (let x = 40; x < 150; x++) m[y * 192 + x] = 255;
+    await sharp(m, { raw: { width: 192, height: 160, channels: 1 } }).png().toFile(at('bigmask.png'));
+    const out = (refine: string) => {
+      const r = run('inpaint', 'big.png', '--mask', 'bigmask.png', '--model', TINY_MODEL, '--ts', '30,39', '--refine-ts', refine, '-o', `big-${refine}.png`);
+      expect(r.status, r.stderr).toBe(0);
+      return sharp(at(`big-${refine}.png`)).raw().toBuffer();
+    };
+    const [a, b] = [await out('30,39'), await out('37,39')];
+    expect(a.equals(b)).toBe(false);
+    for (let p = 0; p < 192 * 160; p++) {
+      if (m[p]) continue;
+      for (let c = 0; c < 3; c++) expect(a[p * 3 + c]).toBe(b[p * 3 + c]);
+    }
+    const bad = run('inpaint', 'big.png', '--mask', 'bigmask.png', '--model', TINY_MODEL, '--refine-ts', '37', '-o', 'never.png');
+    expect(bad.status).toBe(2);
+    expect(bad.stderr.trim().split('\n')).toEqual([expect.stringMatching(/--refine-ts/)]);
+  });
+
   test('cm models info shows the task plans', () => {
     const r = cm(['models', 'info', 'planned.onnx']);
     expect(r.status).toBe(0);
@@ -155,6 +196,10 @@ describe('cm.task_plans', () => {
     expect(r.stdout).toMatch(/superres-x4 {2}2: ts 24,30,39 start estimate, eta 0\.5, 2 samples/);
     const plain = cm(['models', 'info', TINY_MODEL]);
     expect(plain.stdout).toMatch(/task plans: {2}none/);
+    writeFileSync(at('refined.onnx'), withMetadata(readFileSync(TINY_MODEL), { 'cm.task_plans': JSON.stringify({ inpaint: { ...PLANS.inpaint, refine: [36, 39] } }) }));
+    const refined = cm(['models', 'info', 'refined.onnx']);
+    expect(refined.stdout).toMatch(/ {2}inpaint {6}1: ts 30,39 start estimate, eta 0; 3: ts 20,26,30,39 start estimate, eta 0; finer levels: ts 36,39\n/);
+    expect(JSON.parse(cm(['models', 'info', 'refined.onnx', '--json']).stdout).task_refine).toEqual({ inpaint: [36, 39] });
   });
 });
 
@@ -217,9 +262,19 @@ describe('parseModelCard: cm.task_plans', () => {
     ['{"inpaint":{"1":{"ts":[0,39],"views":"yes"}}}', /views "yes" is not true or false/],
     ['{"inpaint":{"best":{"k":3,"ts":[0,20,39]}}}', /inpaint best: ts \[0,20,39\] is not a plan of 3 evaluations/],
     ['{"denoise":{"best":{"samples":4}}}', /denoise best: k undefined is not a number of evaluations/],
+    ['{"inpaint":{"1":{"ts":[0,39]},"refine":[37]}}', /inpaint: refine \[37\] is not a plan on a grid of 40/],
+    ['{"inpaint":{"1":{"ts":[0,39]},"refine":[38,37,39]}}', /inpaint: refine \[38,37,39\] is not a plan/],
+    ['{"inpaint":{"1":{"ts":[0,39]},"refine":[37,38]}}', /inpaint: refine \[37,38\] is not a plan/],
+    ['{"inpaint":{"1":{"ts":[0,39]},"refine":"37,39"}}', /inpaint: refine "37,39" is not a plan/],
   ])('refuses %s', (raw, message) => {
     expect(() => parseModelCard({ ...base, 'cm.task_plans': raw }, 'm.onnx')).toThrow(ModelError);
     expect(() => parseModelCard({ ...base, 'cm.task_plans': raw }, 'm.onnx')).toThrow(message);
+  });
+
+  test('"refine": the plan of coarse to fine\'s finer levels, per task', () => {
+    const card = parseModelCard({ ...base, 'cm.task_plans': '{"inpaint":{"1":{"ts":[30,39]},"refine":[35,37,39]},"colorize":{"1":{"ts":[20,39]}}}' }, 'm.onnx');
+    expect(card.taskRefine).toEqual({ inpaint: [35, 37, 39] });
+    expect(Object.keys(card.taskPlans.inpaint ?? {})).toEqual(['1']);
   });
 
   test('fills in the defaults: start known, eta 1, one sample', () => {

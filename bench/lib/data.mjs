@@ -1,7 +1,8 @@
 // Benchmark inputs made on the fly from the held-out photos: fixed crops, masks, stroke paintings. Nothing here is
 // written into the repository; the quality script writes inputs to a temporary folder only.
 import { readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { join, relative } from 'node:path';
 import { ROOT } from './common.mjs';
 import { blank, crop, gaussianBlur, load, rng } from './images.mjs';
 
@@ -22,6 +23,18 @@ export function trainingPhotoPaths(root = TRAIN_DIR) {
   };
   walk(root);
   return out;
+}
+
+/**
+ * The validation photos under TRAIN_DIR, exactly cmtrain.data.is_validation: the first 4 bytes of the sha1 of the
+ * relative path, mod 10000, under `share` (hundredths of a percent: 200 = 2%). Never trained on; plans are chosen
+ * on them.
+ */
+export function validationPhotoPaths(share = 200, root = TRAIN_DIR) {
+  const rel = trainingPhotoPaths(root).map((p) => relative(root, p));
+  // Python sorts str by code point, as JS does for these ASCII paths.
+  rel.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return rel.filter((r) => createHash('sha1').update(r, 'utf8').digest().readUInt32BE(0) % 10000 < share).map((r) => join(root, r));
 }
 
 /**

@@ -28,6 +28,7 @@ function summary(file: ModelFile, name: string, isDefault: boolean): Record<stri
     plans: card.plans,
     task_plans: card.taskPlans,
     task_defaults: card.taskDefaults,
+    task_refine: card.taskRefine,
     quality: qualityTable(file),
     parameters: card.metadata['cm.params'] ? Number(card.metadata['cm.params']) : null,
     license: card.license,
@@ -98,6 +99,7 @@ async function info(args: InfoArgs): Promise<void> {
     ([task, byK]) =>
       `  ${task.padEnd(12)} ${Object.entries(byK ?? {})
         .map(([k, p]) => `${k}${card.taskDefaults[task as PlanTask] === Number(k) ? ' (default)' : ''}: ${describePlan(p)}`)
+        .concat(card.taskRefine[task as PlanTask] ? [`finer levels: ts ${card.taskRefine[task as PlanTask]?.join(',')}`] : [])
         .join('; ')}`,
   );
   const quality = Object.entries(s.quality as ReturnType<typeof qualityTable>).map(

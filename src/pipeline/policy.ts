@@ -10,10 +10,15 @@ import type { StartKind } from '../sampler/sample.js';
 import type { Stage } from '../sampler/pyramid.js';
 import { evaluations, gridIndexOf, parseTs, planForSteps, planFromTs, type Plan } from '../sampler/schedule.js';
 
-/** What chooses the plan and the sampler's knobs (the CLI's --steps, --ts, --quality, --start, --eta, --samples, --views). */
+/**
+ * What chooses the plan and the sampler's knobs (the CLI's --steps, --ts, --quality, --start, --eta, --samples,
+ * --views, --refine-ts).
+ */
 export interface SamplingOptions {
   steps?: number;
   ts?: string;
+  /** The finer levels' plan of coarse to fine, exactly (grid indices, as --ts). */
+  refineTs?: string;
   quality?: Quality;
   start?: StartKind;
   eta?: number;
@@ -76,11 +81,14 @@ export interface Sampling {
   views: boolean;
   /** The --quality preset the plan came from (null: --steps or --ts chose it). */
   quality: Quality | null;
-  /** The finer levels of coarse-to-fine editing: from the upsampled coarser result, two low-sigma steps. */
+  /** The finer levels of coarse-to-fine editing: from the carried-up coarser result, a short low-sigma plan. */
   refine: Stage;
 }
 
-/** Noise levels of the refinement steps of coarse to fine (ALGORITHMS.md section 5), on the model's grid. */
+/**
+ * Noise levels of the refinement steps of coarse to fine (ALGORITHMS.md section 5), on the model's grid, for a task
+ * whose model stores no refinement of its own (cm.task_plans' "refine").
+ */
 const REFINE_SIGMAS = [0.4, 0.1];
 
 /** The paper's sampler: start from the known data, fresh noise at every step, one sample. */
@@ -100,6 +108,9 @@ const MAX_DEFAULT_STEPS = 8;
  *   stored plan of the fewest evaluations with one sample, and best its default with views on; --quality default is
  *   the above;
  * - --start, --eta, --samples and --views override the knobs either way.
+ * The finer levels of coarse to fine run --refine-ts exactly; else the model's stored refinement for the task, else
+ * steps at sigma 0.4 and 0.1; either way never noisier than the plan's first level (a plan search that found the
+ * model best used at sigma 0.003 is not overruled at sigma 0.4 one level up).
  * `own` makes the plan for tasks that start part-way by nature (stroke, denoise), given K and the stored default;
  * `minSamples` is the fewest samples the task's own combination of samples needs (colorize), with a stored task plan
  * and no --samples.
@@ -129,10 +140,6 @@ export function chooseSampling(
   else if (entry?.ts) plan = planFromTs(grid, entry.ts, `the model's ${task} plan for ${k} evaluations`);
   else plan = planForSteps(grid, k, plans);
   const base = args.ts !== undefined ? { ...PAPER, start: (plan.ts?.[0] ?? 0) > 0 ? ('estimate' as const) : ('known' as const) } : (entry ?? PAPER);
-  // The finer levels never start noisier than the task's own plan (a plan search that found the model best used at
-  // sigma 0.003 is not overruled at sigma 0.4 one level up).
-  const floor = plan.ts?.[0] ?? 0;
-  const refineTs = [...new Set(REFINE_SIGMAS.map((s) => Math.min(grid.size - 2, Math.max(floor, Math.round(gridIndexOf(grid, s))))))];
   return {
     plan,
     start: args.start ?? base.start,
@@ -140,8 +147,19 @@ export function chooseSampling(
     samples: args.samples ?? (entry ? Math.max(base.samples, minSamples) : base.samples),
     views: args.views ?? (base as Partial<TaskPlan>).views ?? false,
     quality: args.steps !== undefined || args.ts !== undefined ? null : (args.quality ?? 'default'),
-    refine: { sigmas: planFromTs(grid, [...refineTs, grid.size - 1], 'the refinement plan').sigmas, start: 'estimate', eta: 0, samples: 1 },
+    refine: { sigmas: refinePlan(args, file, task, plan).sigmas, start: 'estimate', eta: 0, samples: 1 },
   };
+}
+
+/** The plan of the finer levels of coarse to fine (see chooseSampling). */
+function refinePlan(args: Pick<SamplingOptions, 'refineTs'>, file: WithCard, task: PlanTask, plan: Plan): Plan {
+  const { grid } = file.card;
+  if (args.refineTs !== undefined) return parseTs(grid, args.refineTs, 'refineTs');
+  const floor = plan.ts?.[0] ?? 0;
+  const stored = file.card.taskRefine?.[task];
+  const levels = stored ? stored.slice(0, -1) : REFINE_SIGMAS.map((s) => Math.round(gridIndexOf(grid, s)));
+  const ts = [...new Set(levels.map((t) => Math.min(grid.size - 2, Math.max(floor, t))))];
+  return planFromTs(grid, [...ts, grid.size - 1], 'the refinement plan');
 }
 
 /**

@@ -46,6 +46,11 @@ export interface ModelCard {
   taskDefaults: Partial<Record<PlanTask, number>>;
   /** Task -> the stored `--quality fast` / `best` plans (`"fast"`, `"best"` in `cm.task_plans`). */
   taskPresets: Partial<Record<PlanTask, Partial<Record<Preset, PresetPlan>>>>;
+  /**
+   * Task -> the grid indices of the refinement run at every finer level of coarse to fine (`"refine"` in
+   * `cm.task_plans`, e.g. [37, 39]); without one the CLI refines at sigma 0.4 and 0.1 (pipeline/policy.ts).
+   */
+  taskRefine: Partial<Record<PlanTask, number[]>>;
   numClasses: number;
   license: string;
   trainedOn: string;
@@ -140,10 +145,11 @@ function isPlan(ts: unknown, k: string, size: number): ts is number[] {
  * the image's noise level); "default" names the entry `--steps` defaults to (else the one with the most
  * evaluations). "fast" and "best" (optional) are the plans of `--quality fast` and `--quality best`: the number of
  * one of the task's entries, or an entry of their own with its number of evaluations `k`, e.g.
- * "best": {"k": 4, "ts": [...], "start": "estimate", "eta": 0, "samples": 4, "views": true}.
+ * "best": {"k": 4, "ts": [...], "start": "estimate", "eta": 0, "samples": 4, "views": true}. "refine" (optional) is
+ * the plan of every finer level of coarse to fine, e.g. [37, 39] (taskRefine).
  */
-function parseTaskPlans(raw: string | undefined, size: number, file: string): Pick<ModelCard, 'taskPlans' | 'taskDefaults' | 'taskPresets'> {
-  if (raw === undefined || raw === '') return { taskPlans: {}, taskDefaults: {}, taskPresets: {} };
+function parseTaskPlans(raw: string | undefined, size: number, file: string): Pick<ModelCard, 'taskPlans' | 'taskDefaults' | 'taskPresets' | 'taskRefine'> {
+  if (raw === undefined || raw === '') return { taskPlans: {}, taskDefaults: {}, taskPresets: {}, taskRefine: {} };
   const bad = (what: string): ModelError => new ModelError(`${file}: cm.task_plans: ${what}`);
   let parsed: unknown;
   try {
@@ -156,6 +162,7 @@ function parseTaskPlans(raw: string | undefined, size: number, file: string): Pi
   const out: ModelCard['taskPlans'] = {};
   const defaults: ModelCard['taskDefaults'] = {};
   const presets: ModelCard['taskPresets'] = {};
+  const refine: ModelCard['taskRefine'] = {};
   for (const [task, byK] of Object.entries(parsed)) {
     if (!(PLAN_TASKS as readonly string[]).includes(task)) throw bad(`unknown task ${JSON.stringify(task)} (known: ${PLAN_TASKS.join(', ')})`);
     if (!isObject(byK)) throw bad(`${task}: expected an object of evaluations -> plan`);
@@ -179,7 +186,7 @@ function parseTaskPlans(raw: string | undefined, size: number, file: string): Pi
       return { ...(ts === undefined ? {} : { ts: [...(ts as number[])] }), start: start as StartKind, eta, samples: samples as number, ...(views ? { views } : {}) };
     };
     for (const [k, entry] of Object.entries(byK)) {
-      if (k === 'default' || (PRESETS as readonly string[]).includes(k)) continue;
+      if (k === 'default' || k === 'refine' || (PRESETS as readonly string[]).includes(k)) continue;
       const where = `${task} ${k}`;
       if (!/^[1-9]\d*$/.test(k)) throw bad(`${where}: ${JSON.stringify(k)} is not a number of evaluations`);
       plans[k] = entryOf(where, k, entry);
@@ -207,7 +214,14 @@ function parseTaskPlans(raw: string | undefined, size: number, file: string): Pi
       }
       defaults[task as PlanTask] = byK.default as number;
     }
+    if (byK.refine !== undefined) {
+      const r = byK.refine;
+      if (!(Array.isArray(r) && r.length >= 2 && isPlan(r, String(r.length - 1), size))) {
+        throw bad(`${task}: refine ${JSON.stringify(r)} is not a plan on a grid of ${size} (indices 0..${size - 1}, increasing, ending at ${size - 1})`);
+      }
+      refine[task as PlanTask] = [...r];
+    }
     out[task as PlanTask] = plans;
   }
-  return { taskPlans: out, taskDefaults: defaults, taskPresets: presets };
+  return { taskPlans: out, taskDefaults: defaults, taskPresets: presets, taskRefine: refine };
 }

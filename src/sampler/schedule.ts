@@ -74,13 +74,13 @@ export function planFromTs(grid: NoiseGrid, ts: readonly number[], what: { optio
   return { ts: [...ts], sigmas: ts.map((t) => karrasSigma(grid, t)) };
 }
 
-/** Parse `--ts 0,22,39`. */
-export function parseTs(grid: NoiseGrid, text: string): Plan {
+/** Parse `--ts 0,22,39` (or another option's grid indices: `--refine-ts`). */
+export function parseTs(grid: NoiseGrid, text: string, option = 'ts'): Plan {
   const parts = text.split(',').map((s) => s.trim());
   if (parts.some((p) => !/^\d+$/.test(p))) {
-    throw new OptionError('ts', (flag) => `Expected comma-separated integers for ${flag} but received "${text}"`);
+    throw new OptionError(option, (flag) => `Expected comma-separated integers for ${flag} but received "${text}"`);
   }
-  return planFromTs(grid, parts.map(Number));
+  return planFromTs(grid, parts.map(Number), { option });
 }
 
 /**

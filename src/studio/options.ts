@@ -1,7 +1,7 @@
 /**
  * The options JSON of POST /api/v1/edit: the CLI's knobs by their camelCase names (scale, noise, strength, quality,
- * seed, steps, ts, eta, samples, views, start, strategy, fill, tile, overlap, resizeMask), checked as the CLI checks its
- * flags and refused in its words.
+ * seed, steps, ts, refineTs, eta, samples, views, start, strategy, fill, tile, overlap, resizeMask), checked as the CLI
+ * checks its flags and refused in its words.
  */
 import { OptionError } from '../errors.js';
 import { checkKnobs, QUALITIES, type SamplingOptions, type TilingOptions } from '../pipeline/policy.js';
@@ -15,7 +15,7 @@ export type StudioEditOptions = TaskOptions & SamplingOptions & TilingOptions & 
 const NUMBERS = ['scale', 'noise', 'strength', 'seed', 'steps', 'eta', 'samples', 'tile', 'overlap'] as const;
 const BOOLEANS = ['views', 'resizeMask'] as const;
 const CHOICES: Record<string, readonly string[]> = { quality: QUALITIES, start: START_KINDS, strategy: STRATEGIES, fill: FILLS };
-const STRINGS = ['ts'] as const;
+const STRINGS = ['ts', 'refineTs'] as const;
 const KNOWN: readonly string[] = [...NUMBERS, ...BOOLEANS, ...Object.keys(CHOICES), ...STRINGS];
 
 /** The options of one edit, or an OptionError naming the first bad one. */

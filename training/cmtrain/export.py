@@ -223,8 +223,9 @@ PLAN_TASKS = ("inpaint", "colorize", "superres-x2", "superres-x4", "superres-x8"
 
 
 def check_task_plans(task_plans: dict, grid: int = GRID) -> None:
-    """cm.task_plans: task -> evaluations -> {ts, start, eta, samples}, and "default": the evaluations --steps defaults
-    to (the CLI's src/runtime/card.ts checks the same)."""
+    """cm.task_plans: task -> evaluations -> {ts, start, eta, samples}, "default": the evaluations --steps defaults
+    to, and "refine" (optional): the grid indices of coarse to fine's finer levels (the CLI's src/runtime/card.ts
+    checks the same)."""
     if not isinstance(task_plans, dict):
         raise ValueError(f"Expected an object of task -> evaluations -> plan but received {task_plans!r}")
     def check_entry(task, k, entry):
@@ -242,8 +243,13 @@ def check_task_plans(task_plans: dict, grid: int = GRID) -> None:
             raise ValueError(f"Expected a task among {', '.join(PLAN_TASKS)} but received {task!r}")
         if "default" in by_k and (not isinstance(by_k["default"], int) or str(by_k["default"]) not in by_k):
             raise ValueError(f"Expected {task}'s default to name one of its entries but received {by_k['default']!r}")
+        if "refine" in by_k:
+            r = by_k["refine"]
+            if not isinstance(r, list) or len(r) < 2:
+                raise ValueError(f"Expected {task}'s refine to be a plan (grid indices) but received {r!r}")
+            check_plans({str(len(r) - 1): r}, grid)
         for k, entry in by_k.items():
-            if k == "default":
+            if k in ("default", "refine"):
                 continue
             if k in ("fast", "best"):      # --quality presets: an entry's number, or an entry with its own k
                 if isinstance(entry, int):
@@ -254,6 +260,13 @@ def check_task_plans(task_plans: dict, grid: int = GRID) -> None:
                 check_entry(task, str(kk), {n: v for n, v in entry.items() if n != "k"})
                 continue
             check_entry(task, k, entry)
+
+
+def merge_task_plans(old: dict, found: dict) -> dict:
+    """old's cm.task_plans with every task of `found` (a plan search's) replaced, keeping each task's "refine": coarse
+    to fine's finer levels are chosen through the CLI (bench/refinesearch.mjs), which the plan search does not see."""
+    keep = lambda t: {"refine": old[t]["refine"]} if "refine" in old.get(t, {}) and "refine" not in found[t] else {}
+    return {**old, **{t: {**plans, **keep(t)} for t, plans in found.items()}}
 
 
 def metadata(model: ConsistencyModel, name: str, license: str, trained_on: str, plans: dict,

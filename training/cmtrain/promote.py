@@ -47,7 +47,7 @@ import torch
 from .card import denoise_psnr
 from .continuous import DEFAULT_MODEL, LINEAGE, ROOT, RUN, from_invocation, read_lineage, sha256, write_lineage
 from .data import PhotoCrops
-from .export import check_task_plans, export_onnx, load_checkpoint, load_onnx_weights, metadata, read_metadata
+from .export import check_task_plans, export_onnx, merge_task_plans, load_checkpoint, load_onnx_weights, metadata, read_metadata
 from .train import DEFAULT_DATA, DEFAULT_SELECT, edit_scores, select_specs
 
 SIGMAS = (0.05, 0.1, 0.2, 0.5)
@@ -332,7 +332,7 @@ def main(argv=None):
                         "--rounds", str(a.rounds), "--out", plans_path] + (["--tasks", a.search] if a.search else []) + cli,
                        env=env, check=True, stdout=subprocess.DEVNULL)
         with open(plans_path) as f:
-            task_plans = {**json.loads(old_meta.get("cm.task_plans", "{}")), **json.load(f)}
+            task_plans = merge_task_plans(json.loads(old_meta.get("cm.task_plans", "{}")), json.load(f))
         check_task_plans(task_plans)
         export_with(new_model, old_meta, cand, name, task_plans)
         new_cli = node_json(["--model", cand, "--score-only", "--tasks", a.compare] + cli, env)

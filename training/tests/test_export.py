@@ -105,8 +105,10 @@ def test_task_plans_metadata(tmp_path):
              "denoise": {"1": {"eta": 0}}}
     meta = metadata(model, "t", "MIT", "nothing", DEFAULT_PLANS, plans)
     assert json.loads(meta["cm.task_plans"]) == plans
+    check_task_plans({"inpaint": {"1": {"ts": [0, 39]}, "refine": [37, 39]}})
     for bad in ({"paint": {"1": {"ts": [0, 39]}}}, {"inpaint": {"2": {"ts": [0, 39]}}},
-                {"denoise": {"1": {"ts": [0, 39]}}}, {"inpaint": {"1": {"ts": [0, 39], "eta": 2}}}):
+                {"denoise": {"1": {"ts": [0, 39]}}}, {"inpaint": {"1": {"ts": [0, 39], "eta": 2}}},
+                {"inpaint": {"1": {"ts": [0, 39]}, "refine": [37]}}, {"inpaint": {"1": {"ts": [0, 39]}, "refine": [37, 38]}}):
         with pytest.raises(ValueError):
             check_task_plans(bad)
 

@@ -5,7 +5,7 @@ import pytest
 
 from cmtrain.export import DEFAULT_PLANS, export_onnx, metadata, random_model
 from cmtrain.promote import replace_atomically
-from cmtrain.replan import merge, with_task_plans
+from cmtrain.replan import merge, with_refinements, with_task_plans
 
 PLANS = {"superres-x4": {"4": {"ts": [26, 28, 31, 33, 39], "start": "estimate", "eta": 0}, "default": 4},
          "inpaint": {"4": {"ts": [35, 36, 37, 38, 39], "start": "estimate", "eta": 0.25}, "default": 4}}
@@ -36,3 +36,14 @@ def test_only_the_task_plans_change_and_bad_plans_are_refused(tmp_path):
     assert back.graph.SerializeToString() == before.graph.SerializeToString()
     with pytest.raises(ValueError):
         with_task_plans(onnx.load(path), {"inpaint": {"2": {"ts": [0, 39]}}})
+
+
+def test_a_refinement_is_stored_checked_and_kept_by_a_later_search():
+    plans = with_refinements(PLANS, ["inpaint=37,39"])
+    assert plans["inpaint"]["refine"] == [37, 39] and "refine" not in PLANS["inpaint"]
+    for bad in (["inpaint=39,37"], ["inpaint=37"], ["inpaint=a,39"], ["colorize=37,39"]):
+        with pytest.raises(ValueError):
+            with_refinements(PLANS, bad)
+    # the plan search does not see coarse to fine: a task searched again keeps its refinement
+    again = merge(plans, {"inpaint": {"1": {"ts": [38, 39], "start": "estimate", "eta": 0}, "default": 1}}, ["inpaint"])
+    assert again["inpaint"]["refine"] == [37, 39] and again["inpaint"]["default"] == 1
