@@ -84,6 +84,35 @@ def read_lineage(run: str) -> dict:
         return {}
 
 
+def of_lineage(lineage: dict, sha: str) -> bool:
+    """Whether the model file `sha` grew from this run: its base, one it promoted, or one of those with other plans
+    (cmtrain.replan rewrites the metadata alone; "replanned" maps the new file to the one it was made from)."""
+    return sha in [lineage.get("base")] + lineage.get("promoted", []) + list(lineage.get("replanned", {}))
+
+
+def origin(lineage: dict, sha: str) -> str:
+    """The model file whose weights `sha` has: itself, or what it was replanned from, followed back."""
+    seen = set()
+    while sha in lineage.get("replanned", {}) and sha not in seen:
+        seen.add(sha)
+        sha = lineage["replanned"][sha]
+    return sha
+
+
+def carry_lineage(runs: str, old: str, new: str) -> list:
+    """After cmtrain.replan rewrote the shipped model's plans (the same weights, a new file `new` from `old`): every
+    run under `runs` whose lineage holds `old` records `new`, so that it still resumes rather than being set aside."""
+    carried = []
+    for name in sorted(os.listdir(runs)) if os.path.isdir(runs) else []:
+        run = os.path.join(runs, name)
+        lineage = read_lineage(run)
+        if lineage and old != new and of_lineage(lineage, old):
+            lineage.setdefault("replanned", {})[new] = old
+            write_lineage(run, lineage)
+            carried.append(name)
+    return carried
+
+
 def write_lineage(run: str, lineage: dict) -> None:
     path = os.path.join(run, LINEAGE)
     with open(path + ".tmp", "w") as f:
@@ -142,7 +171,7 @@ def plan(run: str, model: str, student: str = None) -> tuple:
     noise level (the anchor from sigma_min up: distillation)."""
     shipped = sha256(model)
     lineage = read_lineage(run)
-    resumable = os.path.exists(os.path.join(run, "last.pt")) and shipped in [lineage.get("base")] + lineage.get("promoted", [])
+    resumable = os.path.exists(os.path.join(run, "last.pt")) and of_lineage(lineage, shipped)
     if resumable:
         return ["--out", run, "--resume"], f"resuming {run} (shipped model {shipped[:12]} is of this run's lineage)"
     note = ""
@@ -196,7 +225,7 @@ def main(argv=None):
     if a.dry_run:
         shipped = sha256(a.model)
         lineage = read_lineage(run)
-        ok = os.path.exists(os.path.join(run, "last.pt")) and shipped in [lineage.get("base")] + lineage.get("promoted", [])
+        ok = os.path.exists(os.path.join(run, "last.pt")) and of_lineage(lineage, shipped)
         print(("would resume " if ok else "would start a new run in ") + run)
         return 0
     cores = os.cpu_count() or 1

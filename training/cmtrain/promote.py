@@ -45,7 +45,7 @@ import numpy as np
 import torch
 
 from .card import denoise_psnr
-from .continuous import DEFAULT_MODEL, LINEAGE, ROOT, RUN, from_invocation, read_lineage, sha256, write_lineage
+from .continuous import DEFAULT_MODEL, LINEAGE, ROOT, RUN, from_invocation, origin, read_lineage, sha256, write_lineage
 from .data import PhotoCrops
 from .export import check_task_plans, export_onnx, merge_task_plans, load_checkpoint, load_onnx_weights, metadata, read_metadata
 from .train import DEFAULT_DATA, DEFAULT_SELECT, edit_scores, select_specs
@@ -350,7 +350,7 @@ def main(argv=None):
         # CPU time of the run up to this checkpoint, less what the shipped model already counted (a run that goes on
         # after a promotion promotes again from the same lineage).
         run_cpu = ckpt.get("cpu_seconds", ckpt["seconds"]) / 3600
-        counted = float(lineage.get("counted_cpu_hours", 0.0)) if sha256(a.model) in lineage.get("promoted", []) else 0.0
+        counted = float(lineage.get("counted_cpu_hours", 0.0)) if origin(lineage, sha256(a.model)) in lineage.get("promoted", []) else 0.0
         row = {"date": now, "machine": machine(), "model": name, "sha256": "", "base": old_meta.get("cm.name", ""),
                "decision": "promoted" if ok else "refused", "run": os.path.relpath(os.path.abspath(a.run), ROOT),
                "step": ckpt["step"], "crops": ckpt["images"], "wall_hours": ckpt["seconds"] / 3600,

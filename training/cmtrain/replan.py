@@ -20,7 +20,7 @@ import tempfile
 
 import onnx
 
-from .continuous import from_invocation
+from .continuous import HERE, carry_lineage, from_invocation, sha256
 from .export import check_task_plans, merge_task_plans
 from .promote import ROOT, TASK_PLANS, replace_atomically, requantize
 
@@ -70,9 +70,10 @@ def main(argv=None):
     p.add_argument("--model", default=os.path.join(ROOT, "models", "default.onnx"))
     p.add_argument("--rounds", type=int, default=1, help="refinement rounds of the search (default 1, as promotion)")
     p.add_argument("--task-plans", default=TASK_PLANS, help="the committed copy of the plans, rewritten with the model")
+    p.add_argument("--runs", default=os.path.join(HERE, "runs"), help="training runs whose lineage follows the model")
     p.add_argument("--dry-run", action="store_true", help="search and print; change nothing")
     a = p.parse_args(argv)
-    a.model, a.task_plans = from_invocation(a.model), from_invocation(a.task_plans)
+    a.model, a.task_plans, a.runs = from_invocation(a.model), from_invocation(a.task_plans), from_invocation(a.runs)
     tasks = [t for t in a.tasks.split(",") if t]
     if not tasks and not a.refine:
         p.error("give --tasks to search, or --refine TASK=TS to store")
@@ -94,7 +95,11 @@ def main(argv=None):
     if a.dry_run:
         return 0
     proto = with_task_plans(proto, plans)
+    before = sha256(a.model)
     replace_atomically(a.model, lambda t: onnx.save(proto, t))
+    carried = carry_lineage(a.runs, before, sha256(a.model))
+    if carried:
+        print(f"the same weights: {', '.join(carried)} still resume from it (LINEAGE.json \"replanned\")")
     replace_atomically(a.task_plans, lambda t: open(t, "w").write(json.dumps(plans) + "\n"))
     requantize(a.model)
     print(f"{a.model}: cm.task_plans of {', '.join(dict.fromkeys(tasks + [r.split('=')[0] for r in a.refine]))} replaced; {a.task_plans} written; int8 variant made again")

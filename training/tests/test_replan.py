@@ -47,3 +47,22 @@ def test_a_refinement_is_stored_checked_and_kept_by_a_later_search():
     # the plan search does not see coarse to fine: a task searched again keeps its refinement
     again = merge(plans, {"inpaint": {"1": {"ts": [38, 39], "start": "estimate", "eta": 0}, "default": 1}}, ["inpaint"])
     assert again["inpaint"]["refine"] == [37, 39] and again["inpaint"]["default"] == 1
+
+
+def test_a_replanned_model_keeps_the_runs_of_its_lineage(tmp_path):
+    from cmtrain import continuous
+    runs = tmp_path / "runs"
+    for name, lineage in (("mine", {"base": "a" * 64, "promoted": ["b" * 64]}), ("other", {"base": "c" * 64, "promoted": []})):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "last.pt").write_bytes(b"")
+        continuous.write_lineage(str(runs / name), lineage)
+    assert continuous.carry_lineage(str(runs), "b" * 64, "d" * 64) == ["mine"]
+    assert continuous.carry_lineage(str(runs), "d" * 64, "e" * 64) == ["mine"]      # replanned again
+    mine = continuous.read_lineage(str(runs / "mine"))
+    assert continuous.of_lineage(mine, "e" * 64) and continuous.origin(mine, "e" * 64) == "b" * 64
+    assert not continuous.of_lineage(continuous.read_lineage(str(runs / "other")), "e" * 64)
+    # the run resumes for the replanned file (plan() reads the file's sha256)
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"weights and other plans")
+    continuous.carry_lineage(str(runs), "b" * 64, continuous.sha256(str(model)))
+    assert continuous.plan(str(runs / "mine"), str(model))[0][-1] == "--resume"
