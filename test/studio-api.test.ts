@@ -177,11 +177,13 @@ describe('POST /api/v1/edit', () => {
     ['a bad seed', { task: 'colorize', options: '{"seed":-1}' }, /^Expected an integer between 0 and \d+ for --seed but received -1$/],
     ['an unknown option', { task: 'colorize', options: '{"sclae":2}' }, /^unknown option "sclae"/],
     ['options that are not JSON', { task: 'colorize', options: '{scale:2' }, /^Expected a JSON object for options/],
-    ['a bad refinement plan', { task: 'colorize', options: '{"refineTs":"39"}' }, /^Expected at least two indices for --refine-ts/],
+    ['a bad refinement plan', { task: 'inpaint', mask: 'full', options: '{"refineTs":"39"}' }, /^Expected at least two indices for --refine-ts/],
+    ['a refinement plan for colorize', { task: 'colorize', options: '{"refineTs":"37,39"}' }, /^--refine-ts is for inpaint only/],
     ['quality with steps', { task: 'colorize', options: '{"quality":"fast","steps":2}' }, /^--quality picks one of the model's stored plans: give it, or --steps, not both$/],
   ])('400 for %s, in the CLI\'s words', async (_what, fields, message) => {
     const f: Record<string, string | [Buffer, string]> = { image: [image, 'img.png'], ...(fields as Record<string, string | [Buffer, string]>) };
     if (f.mask === 'small') f.mask = [await rectMask(8, 8, 0, 0, 4, 4), 'mask.png'];
+    if (f.mask === 'full') f.mask = [mask, 'mask.png'];
     const r = await post(f);
     expect(r.status).toBe(400);
     expect(r.headers.get('content-type')).toMatch(/^application\/json/);

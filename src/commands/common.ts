@@ -37,7 +37,7 @@ export interface InputArgs {
   quality?: Quality;
   /** --views / --no-views: each evaluation on another mirrored or turned view (default: the plan's). */
   views?: boolean;
-  /** --refine-ts: the finer levels' plan of coarse to fine. */
+  /** --refine-ts (inpaint): the finer levels' plan of coarse to fine. */
   refineTs?: string;
   tile?: number;
   overlap?: number;
@@ -119,11 +119,6 @@ export function withInputs<T>(y: Argv<T>): Argv<T & InputArgs> {
     .option('views', {
       type: 'boolean',
       describe: 'Evaluate each step on another mirrored or turned copy of the image and turn the answer back, so that orientation-dependent errors average out (default: the plan\'s)',
-    })
-    .option('refine-ts', {
-      type: 'string',
-      requiresArg: true,
-      describe: "Exact plan of the finer levels when an image is edited coarse to fine (colorize, big holes): grid indices as --ts, e.g. 37,39 (default: the model's for the task, else sigma 0.4 and 0.1, never noisier than the plan)",
     })
     .option('shard', {
       type: 'string',

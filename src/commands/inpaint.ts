@@ -43,6 +43,11 @@ export const inpaintCommand: CommandModule<object, InpaintArgs> = {
           choices: STRATEGIES,
           default: 'auto' as Strategy,
           describe: 'Where the model runs on images larger than it: crop = a window around each hole, tile = the whole image coarse to fine, resize = shrunk to the model and enlarged back (auto: crop unless the windows cover half the image)',
+        })
+        .option('refine-ts', {
+          type: 'string',
+          requiresArg: true,
+          describe: "Exact plan of the finer levels where a hole's window is larger than a tile and goes coarse to fine: grid indices as --ts, e.g. 37,39 (default: the model's for inpainting, else sigma 0.4 and 0.1, never noisier than the plan)",
         }),
       task.spec.defaultSteps,
     ) as never,

@@ -49,6 +49,7 @@ export function parseOptions(task: ImageTaskName, text: string): StudioEditOptio
     out[key] = v;
   }
   const options = out as StudioEditOptions;
+  if (options.refineTs !== undefined && task !== 'inpaint') throw new OptionError('refineTs', (flag) => `${flag} is for inpaint only (its finer levels of coarse to fine)`);
   checkKnobs(options);
   if (task === 'denoise' && options.noise === undefined) throw new OptionError('noise', (flag) => `denoise needs ${flag} (the noise's standard deviation, 0-255)`);
   return options;
