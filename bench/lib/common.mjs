@@ -5,8 +5,10 @@ import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
+import { assertBuilt } from './built.mjs';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+assertBuilt(ROOT);
 export const CLI = join(ROOT, 'bin', 'cm.js');
 export const RESULTS = join(ROOT, 'bench', 'results');
 
