@@ -118,12 +118,12 @@ describe('GET /api/v1/models', () => {
 
 describe('POST /api/v1/edit', () => {
   test('inpaint keeps every unmasked pixel, and answers as the CLI does for the same seed', async () => {
-    const r = await post({ task: 'inpaint', image: [image, 'img.png'], mask: [mask, 'mask.png'], options: JSON.stringify({ seed: 7, steps: 2 }) });
+    const r = await post({ task: 'inpaint', image: [image, 'img.png'], mask: [mask, 'mask.png'], options: JSON.stringify({ seed: 7, steps: 2, refineTs: '36,39' }) });
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toBe('image/png');
     expect(r.headers.get('x-cm-seed')).toBe('7');
     const plan = JSON.parse(r.headers.get('x-cm-plan') as string);
-    expect(plan).toMatchObject({ task: 'inpaint', seed: 7, evaluations: 2, device: 'cpu' });
+    expect(plan).toMatchObject({ task: 'inpaint', seed: 7, evaluations: 2, device: 'cpu', refine: [36, 39] });
     const png = Buffer.from(await r.arrayBuffer());
     const [src, out] = [await pixels(image), await pixels(png)];
     expect([out.width, out.height]).toEqual([80, 64]);
@@ -143,7 +143,7 @@ describe('POST /api/v1/edit', () => {
     const { writeFileSync } = await import('node:fs');
     writeFileSync(join(dir, 'img.png'), image);
     writeFileSync(join(dir, 'mask.png'), mask);
-    const cli = spawnSync(process.execPath, [CM_BIN, 'inpaint', join(dir, 'img.png'), '--mask', join(dir, 'mask.png'), '--model', TINY_MODEL, '--device', 'cpu', '--seed', '7', '--steps', '2', '-o', '-', '-q'], { cwd: ROOT });
+    const cli = spawnSync(process.execPath, [CM_BIN, 'inpaint', join(dir, 'img.png'), '--mask', join(dir, 'mask.png'), '--model', TINY_MODEL, '--device', 'cpu', '--seed', '7', '--steps', '2', '--refine-ts', '36,39', '-o', '-', '-q'], { cwd: ROOT });
     expect(cli.status).toBe(0);
     expect(Buffer.compare(cli.stdout, png)).toBe(0);
   });

@@ -174,8 +174,9 @@ describe('cm.task_plans', () => {
     for (let y = 30; y < 130; y++) for (let x = 40; x < 150; x++) m[y * 192 + x] = 255;
     await sharp(m, { raw: { width: 192, height: 160, channels: 1 } }).png().toFile(at('bigmask.png'));
     const out = (refine: string) => {
-      const r = run('inpaint', 'big.png', '--mask', 'bigmask.png', '--model', TINY_MODEL, '--ts', '30,39', '--refine-ts', refine, '-o', `big-${refine}.png`);
+      const r = run('inpaint', 'big.png', '--mask', 'bigmask.png', '--model', TINY_MODEL, '--ts', '30,39', '--refine-ts', refine, '-o', `big-${refine}.png`, '--json');
       expect(r.status, r.stderr).toBe(0);
+      expect(record(r.stdout).refine).toEqual(refine.split(',').map(Number));
       return sharp(at(`big-${refine}.png`)).raw().toBuffer();
     };
     const [a, b] = [await out('30,39'), await out('37,39')];
@@ -184,6 +185,13 @@ describe('cm.task_plans', () => {
       if (m[p]) continue;
       for (let c = 0; c < 3; c++) expect(a[p * 3 + c]).toBe(b[p * 3 + c]);
     }
+    // the record says which refinement ran: the rule when the model stores none (sigma 0.4 and 0.1, grid levels 27 and
+    // 31, not noisier than the plan's 30); other tasks have none
+    const plain = run('inpaint', 'big.png', '--mask', 'bigmask.png', '--model', TINY_MODEL, '--ts', '30,39', '-o', 'big-plain.png', '--json');
+    expect(record(plain.stdout).refine).toEqual([30, 31, 39]);
+    const colour = run('colorize', 'img.png', '--model', TINY_MODEL, '--steps', '1', '--samples', '1', '-o', 'refine-colour.png', '--json');
+    expect(colour.status, colour.stderr).toBe(0);
+    expect(record(colour.stdout)).not.toHaveProperty('refine');
     const bad = run('inpaint', 'big.png', '--mask', 'bigmask.png', '--model', TINY_MODEL, '--refine-ts', '37', '-o', 'never.png');
     expect(bad.status).toBe(2);
     expect(bad.stderr.trim().split('\n')).toEqual([expect.stringMatching(/--refine-ts/)]);

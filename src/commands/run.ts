@@ -104,7 +104,7 @@ export async function runImageTask<A extends ImageArgs & TaskOptions>(args: A, t
   await batch.run(async (signals) => {
     const file = await openModel(args);
     const sampling = taskSampling(spec, args, file.card);
-    for (const job of jobs) Object.assign(job.record, { model: file.path, ...samplingRecord(sampling) });
+    for (const job of jobs) Object.assign(job.record, { model: file.path, ...samplingRecord(sampling, { refine: spec.name === 'inpaint' }) });
     // Two inputs with one output: the later one fails, judged over the whole list (a shard agrees with the whole run).
     const seen = new Map<string, string>();
     const clash = new Map<Job, string>();

@@ -83,6 +83,8 @@ export interface Sampling {
   quality: Quality | null;
   /** The finer levels of coarse-to-fine editing: from the carried-up coarser result, a short low-sigma plan. */
   refine: Stage;
+  /** Its grid indices. */
+  refineTs: number[];
 }
 
 /**
@@ -140,6 +142,7 @@ export function chooseSampling(
   else if (entry?.ts) plan = planFromTs(grid, entry.ts, `the model's ${task} plan for ${k} evaluations`);
   else plan = planForSteps(grid, k, plans);
   const base = args.ts !== undefined ? { ...PAPER, start: (plan.ts?.[0] ?? 0) > 0 ? ('estimate' as const) : ('known' as const) } : (entry ?? PAPER);
+  const refined = refinePlan(args, file, task, plan);
   return {
     plan,
     start: args.start ?? base.start,
@@ -147,7 +150,8 @@ export function chooseSampling(
     samples: args.samples ?? (entry ? Math.max(base.samples, minSamples) : base.samples),
     views: args.views ?? (base as Partial<TaskPlan>).views ?? false,
     quality: args.steps !== undefined || args.ts !== undefined ? null : (args.quality ?? 'default'),
-    refine: { sigmas: refinePlan(args, file, task, plan).sigmas, start: 'estimate', eta: 0, samples: 1 },
+    refine: { sigmas: refined.sigmas, start: 'estimate', eta: 0, samples: 1 },
+    refineTs: refined.ts ?? [],
   };
 }
 
@@ -247,7 +251,14 @@ export function choosePlan(args: SamplingOptions, file: WithCard, defaultSteps: 
   return planForSteps(grid, args.steps ?? defaultSteps, plans);
 }
 
-/** The record fields that say how a run sampled. */
-export function samplingRecord(s: Sampling): { quality: Quality | null; evaluations: number; ts: number[] | null; start: StartKind; eta: number; samples: number; views: boolean } {
-  return { quality: s.quality, evaluations: evaluations(s.plan), ts: s.plan.ts ?? null, start: s.start, eta: s.eta, samples: s.samples, views: s.views };
+/**
+ * The record fields that say how a run sampled; with `refine` (inpaint, whose big holes go coarse to fine) also the
+ * finer levels' plan.
+ */
+export function samplingRecord(
+  s: Sampling,
+  o: { refine?: boolean } = {},
+): { quality: Quality | null; evaluations: number; ts: number[] | null; start: StartKind; eta: number; samples: number; views: boolean; refine?: number[] } {
+  const record = { quality: s.quality, evaluations: evaluations(s.plan), ts: s.plan.ts ?? null, start: s.start, eta: s.eta, samples: s.samples, views: s.views };
+  return o.refine ? { ...record, refine: s.refineTs } : record;
 }

@@ -367,7 +367,7 @@ export async function startStudio(o: StudioOptions): Promise<Studio> {
       throw e;
     }
     const png = await encodePicture(result.image, 0, 'png', { alpha: result.alpha });
-    const record = { task: p.task, seed, model: basename(model.path), device: model.device, ...samplingRecord(result.sampling) };
+    const record = { task: p.task, seed, model: basename(model.path), device: model.device, ...samplingRecord(result.sampling, { refine: p.task === 'inpaint' }) };
     return {
       png,
       headers: {
