@@ -66,3 +66,26 @@ def test_a_replanned_model_keeps_the_runs_of_its_lineage(tmp_path):
     model.write_bytes(b"weights and other plans")
     continuous.carry_lineage(str(runs), "b" * 64, continuous.sha256(str(model)))
     assert continuous.plan(str(runs / "mine"), str(model))[0][-1] == "--resume"
+
+
+def test_replan_refine_end_to_end(tmp_path):
+    """`replan --refine inpaint=38,39`: no search; the model's plans gain the refinement, everything else stays, the
+    committed copy is written, and a run of the model's lineage still resumes from the new file."""
+    from cmtrain import continuous, replan
+    model = random_model("tiny", seed=3)
+    path = str(tmp_path / "m.onnx")
+    export_onnx(model, path, metadata(model, "t", "MIT", "nothing", DEFAULT_PLANS, PLANS))
+    before = onnx.load(path)
+    runs = tmp_path / "runs"
+    (runs / "continuous").mkdir(parents=True)
+    (runs / "continuous" / "last.pt").write_bytes(b"")
+    continuous.write_lineage(str(runs / "continuous"), {"base": continuous.sha256(path), "promoted": []})
+    copy = tmp_path / "task_plans.json"
+    assert replan.main(["--refine", "inpaint=38,39", "--model", path, "--task-plans", str(copy), "--runs", str(runs)]) == 0
+    meta = {q.key: q.value for q in onnx.load(path).metadata_props}
+    want = {**PLANS, "inpaint": {**PLANS["inpaint"], "refine": [38, 39]}}
+    assert json.loads(meta["cm.task_plans"]) == want and json.loads(copy.read_text()) == want
+    assert onnx.load(path).graph.SerializeToString() == before.graph.SerializeToString()
+    assert continuous.plan(str(runs / "continuous"), path)[0][-1] == "--resume"
+    with pytest.raises(SystemExit):
+        replan.main(["--model", path, "--task-plans", str(copy), "--runs", str(runs)])   # nothing to do
