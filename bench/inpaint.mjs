@@ -29,7 +29,7 @@ import { cropsOf, cropToMultiple, maskPlane, photoPaths, trainingPhotoPaths, wit
 import { toImg, toTensor } from './lib/estimates.mjs';
 import { HOLE_FAMILIES, makeHole } from './lib/holes.mjs';
 import { crop, load, saveGrayPng, savePng } from './lib/images.mjs';
-import { hfEnergyIn, mean, median, psnr } from './lib/metrics.mjs';
+import { mean, median, psnr, textureRatio } from './lib/metrics.mjs';
 
 const flags = parseFlags(process.argv.slice(2));
 const smoke = flags.smoke === true;
@@ -84,7 +84,7 @@ if (only) groups.splice(0, groups.length, ...groups.filter((g) => only.some((k) 
 const PATCH_ALONE = 'patch fill alone (no model)';
 const toT = (img) => toTensor(Tensor, img);
 const toI = toImg;
-const metrics = (img, gt, mask) => ({ psnr: psnr(img, gt, mask), texture: hfEnergyIn(img, mask) / Math.max(1e-9, hfEnergyIn(gt, mask)) });
+const metrics = (img, gt, mask) => ({ psnr: psnr(img, gt, mask), texture: textureRatio(img, gt, mask) });
 
 function runPython(args) {
   return new Promise((resolve) => {

@@ -34,7 +34,7 @@ import { performance } from 'node:perf_hooks';
 import { parseFlags, ROOT, round } from './lib/common.mjs';
 import { cropsOf, makeMask, strokePainting, regionColourError, validationPhotoPaths, withHole } from './lib/data.mjs';
 import { addNoise, boxDown, grayOf, load, quantize } from './lib/images.mjs';
-import { blockinessRatio, colourfulness, hfEnergy, hfEnergyIn, mean, median, psnr } from './lib/metrics.mjs';
+import { blockinessRatio, colourfulness, hfEnergy, mean, median, psnr, textureRatio } from './lib/metrics.mjs';
 
 const dist = (p) => import(join(ROOT, 'dist', p));
 const { loadModel, readModelFile } = await dist('runtime/model.js');
@@ -116,7 +116,7 @@ const inpaint = (family) =>
     const mask = makeMask(family, gt.w, gt.h, 7000 + i);
     // The CLI's default fill (--fill auto: PatchMatch where the hole's surroundings are textured), seeded per image.
     return { mask, op: inpaintOperator(toTensor(withHole(gt, mask)), maskTensor(mask, gt.w, gt.h), { fill: 'auto', seed: i }) };
-  }, (out, it) => ({ psnr: psnr(out, it.gt, it.mask), hf: hfEnergy(out) / hfEnergy(it.gt), texture: hfEnergyIn(out, it.mask) / Math.max(1e-9, hfEnergyIn(it.gt, it.mask)) }));
+  }, (out, it) => ({ psnr: psnr(out, it.gt, it.mask), hf: hfEnergy(out) / hfEnergy(it.gt), texture: textureRatio(out, it.gt, it.mask) }));
 const colorize = variant('colorize', 'colorize', (gt) => {
   // The CLI reads a gray PNG and keeps its luminance: the gray value replicated has it.
   const g = toTensor(quantize(grayOf(gt)));

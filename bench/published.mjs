@@ -41,7 +41,7 @@ const log = (msg) => process.stderr.write(`[${((performance.now() - started) / 1
 
 const dist = (p) => import(join(ROOT, 'dist', p));
 const { readModelFile, loadModel } = await dist('runtime/model.js');
-const { chooseSampling, chooseTiling, perCall } = await dist('commands/common.js');
+const { chooseSampling, chooseTiling, perCall, stagesOf } = await dist('commands/common.js');
 const { evaluations, planFromLevel } = await dist('sampler/schedule.js');
 const { editFullResolution } = await dist('sampler/fullres.js');
 const { unconstrained } = await dist('editing/operator.js');
@@ -65,8 +65,7 @@ async function denoiser(steps) {
       const [out] = await editFullResolution(model, [{ operator: unconstrained(new Tensor(1, 3, h, w, planes)), seed, scales: 'tiles' }], {
         ...call,
         small: file.card.resolution,
-        first: { sigmas: s.plan.sigmas, start: s.start, eta: s.eta, samples: s.samples, views: s.views },
-        refine: s.refine,
+        ...stagesOf(s),
         sigmaMin: file.card.grid.sigmaMin,
         startIsNoisy: true,
       });

@@ -35,7 +35,7 @@ import {
   withHole,
 } from './lib/data.mjs';
 import { addNoise, boxDown, contactSheet, crop, gaussianBlur, grayOf, load, quantize, saveGrayPng, savePng, upNearest } from './lib/images.mjs';
-import { blockinessRatio, channel, colourfulness, hfEnergy, hfEnergyIn, mean, nearestFill, psnr, psnrY, ssimCrossCheck, ssimRgb, ssimY } from './lib/metrics.mjs';
+import { blockinessRatio, channel, colourfulness, hfEnergy, mean, nearestFill, psnr, psnrY, ssimCrossCheck, ssimRgb, ssimY, textureRatio } from './lib/metrics.mjs';
 import { cmEstimate } from './lib/estimates.mjs';
 
 const flags = parseFlags(process.argv.slice(2));
@@ -86,7 +86,7 @@ const log = (msg) => process.stderr.write(`[${((performance.now() - started) / 1
 
 // sharp: high-frequency energy (mean squared difference to a sigma-1 Gaussian blur) relative to the ground truth's:
 // below 1 a blur, near 1 as detailed as the photo (inpainting: inside the hole).
-const sharpness = (img, gt, mask) => (mask ? hfEnergyIn(img, mask) / Math.max(1e-9, hfEnergyIn(gt, mask)) : hfEnergy(img) / Math.max(1e-9, hfEnergy(gt)));
+const sharpness = (img, gt, mask) => textureRatio(img, gt, mask);
 const srMetrics = (img, gt) => ({ psnr: psnr(img, gt), sharp: sharpness(img, gt), ssim: ssimRgb(img, gt), psnrY: psnrY(img, gt), ssimY: ssimY(img, gt) });
 const holeMetrics = (img, gt, ctx) => ({ psnr: psnr(img, gt, ctx.mask), sharp: sharpness(img, gt, ctx.mask), ssim: ssimRgb(img, gt, ctx.mask) });
 const denoiseMetrics = (img, gt) => ({ psnr: psnr(img, gt), sharp: sharpness(img, gt), ssim: ssimRgb(img, gt) });

@@ -29,7 +29,7 @@ import { cropsOf, maskPlane, validationPhotoPaths, withHole } from './lib/data.m
 import { toImg, toTensor } from './lib/estimates.mjs';
 import { makeHole } from './lib/holes.mjs';
 import { load, saveGrayPng, savePng } from './lib/images.mjs';
-import { hfEnergyIn, mean, median, psnr } from './lib/metrics.mjs';
+import { mean, median, psnr, textureRatio } from './lib/metrics.mjs';
 
 const flags = parseFlags(process.argv.slice(2));
 const smoke = flags.smoke === true;
@@ -96,7 +96,7 @@ for (const k of stepsList) {
 
 const score = (imgs, items) => ({
   psnr: round(mean(items.map((it, i) => psnr(imgs[i], it.gt, it.mask))), 3),
-  texture: round(median(items.map((it, i) => hfEnergyIn(imgs[i], it.mask) / Math.max(1e-9, hfEnergyIn(it.gt, it.mask)))), 3),
+  texture: round(median(items.map((it, i) => textureRatio(imgs[i], it.gt, it.mask))), 3),
 });
 const alone = { name: 'the patch fill alone (no model)', families: {} };
 for (const fam of families) alone.families[fam] = { ...score(inputs[fam].items.map((it) => it.fill), inputs[fam].items), seconds: 0 };

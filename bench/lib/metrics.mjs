@@ -196,6 +196,14 @@ export function hfEnergy(img) {
   return hfEnergyIn(img, null);
 }
 
+/**
+ * Texture (sharpness): the image's high-frequency energy relative to the ground truth's, over the mask's pixels (or the
+ * whole image without one); 1 as detailed as the photo, near 0 a smudge.
+ */
+export function textureRatio(img, gt, mask = null) {
+  return hfEnergyIn(img, mask) / Math.max(1e-9, hfEnergyIn(gt, mask));
+}
+
 /** hfEnergy over the pixels where mask is 1 (the blur sees the whole image). */
 export function hfEnergyIn(img, mask) {
   const q = { w: img.w, h: img.h, data: Float32Array.from(img.data, clamp8) };

@@ -61,6 +61,7 @@ export {
   perCall,
   presetPlan,
   samplingRecord,
+  stagesOf,
   type Quality,
   type Sampling,
 } from '../pipeline/policy.js';

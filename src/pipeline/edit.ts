@@ -9,7 +9,7 @@ import type { Denoiser, StepEvent } from '../sampler/sample.js';
 import { evaluations } from '../sampler/schedule.js';
 import type { TileCounts } from '../sampler/tiles.js';
 import type { Tensor } from '../tensor.js';
-import { chooseSampling, chooseTiling, perCall, type Sampling, type SamplingOptions, type TilingOptions } from './policy.js';
+import { chooseSampling, chooseTiling, perCall, stagesOf, type Sampling, type SamplingOptions, type TilingOptions } from './policy.js';
 import type { ImageTaskName } from './registry.js';
 import { IMAGE_TASK_SPECS, type Edit, type EditInputs, type TaskOptions, type TaskSpec } from './tasks.js';
 
@@ -93,8 +93,7 @@ export async function runEdits(
   return editFullResolution(denoiser, runs, {
     ...tiling,
     small: model.card.resolution,
-    first: { sigmas: sampling.plan.sigmas, start: sampling.start, eta: sampling.eta, samples: sampling.samples, views: sampling.views },
-    refine: sampling.refine,
+    ...stagesOf(sampling),
     sigmaMin: model.card.grid.sigmaMin,
     startIsNoisy,
     onTiles,

@@ -81,10 +81,8 @@ export interface Sampling {
   views: boolean;
   /** The --quality preset the plan came from (null: --steps or --ts chose it). */
   quality: Quality | null;
-  /** The finer levels of coarse-to-fine editing: from the carried-up coarser result, a short low-sigma plan. */
-  refine: Stage;
-  /** Its grid indices. */
-  refineTs: number[];
+  /** The plan of the finer levels of coarse-to-fine editing, from the carried-up coarser result (stagesOf). */
+  refine: Plan;
 }
 
 /**
@@ -142,7 +140,6 @@ export function chooseSampling(
   else if (entry?.ts) plan = planFromTs(grid, entry.ts, `the model's ${task} plan for ${k} evaluations`);
   else plan = planForSteps(grid, k, plans);
   const base = args.ts !== undefined ? { ...PAPER, start: (plan.ts?.[0] ?? 0) > 0 ? ('estimate' as const) : ('known' as const) } : (entry ?? PAPER);
-  const refined = refinePlan(args, file, task, plan);
   return {
     plan,
     start: args.start ?? base.start,
@@ -150,8 +147,18 @@ export function chooseSampling(
     samples: args.samples ?? (entry ? Math.max(base.samples, minSamples) : base.samples),
     views: args.views ?? (base as Partial<TaskPlan>).views ?? false,
     quality: args.steps !== undefined || args.ts !== undefined ? null : (args.quality ?? 'default'),
-    refine: { sigmas: refined.sigmas, start: 'estimate', eta: 0, samples: 1 },
-    refineTs: refined.ts ?? [],
+    refine: refinePlan(args, file, task, plan),
+  };
+}
+
+/**
+ * What the sampler runs for a run: the task's plan and knobs (the coarsest level's, or the only level's), and the
+ * finer levels' refinement (from the carried-up estimate, no fresh noise, one sample).
+ */
+export function stagesOf(s: Sampling): { first: Stage; refine: Stage } {
+  return {
+    first: { sigmas: s.plan.sigmas, start: s.start, eta: s.eta, samples: s.samples, views: s.views },
+    refine: { sigmas: s.refine.sigmas, start: 'estimate', eta: 0, samples: 1 },
   };
 }
 
@@ -260,5 +267,5 @@ export function samplingRecord(
   o: { refine?: boolean } = {},
 ): { quality: Quality | null; evaluations: number; ts: number[] | null; start: StartKind; eta: number; samples: number; views: boolean; refine?: number[] } {
   const record = { quality: s.quality, evaluations: evaluations(s.plan), ts: s.plan.ts ?? null, start: s.start, eta: s.eta, samples: s.samples, views: s.views };
-  return o.refine ? { ...record, refine: s.refineTs } : record;
+  return o.refine ? { ...record, refine: s.refine.ts ?? [] } : record;
 }

@@ -216,7 +216,7 @@ function parseTaskPlans(raw: string | undefined, size: number, file: string): Pi
     }
     if (byK.refine !== undefined) {
       const r = byK.refine;
-      if (!(Array.isArray(r) && r.length >= 2 && isPlan(r, String(r.length - 1), size))) {
+      if (!isPlan(r, String(Array.isArray(r) ? r.length - 1 : 0), size)) {
         throw bad(`${task}: refine ${JSON.stringify(r)} is not a plan on a grid of ${size} (indices 0..${size - 1}, increasing, ending at ${size - 1})`);
       }
       refine[task as PlanTask] = [...r];

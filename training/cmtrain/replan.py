@@ -90,7 +90,8 @@ def main(argv=None):
                 found = json.load(f)
         plans = merge(old, found, tasks)
     plans = with_refinements(plans, a.refine)
-    for t in dict.fromkeys(tasks + [r.split("=")[0] for r in a.refine]):
+    changed = list(dict.fromkeys(tasks + [r.split("=")[0] for r in a.refine]))
+    for t in changed:
         print(f"{t}: {json.dumps(old.get(t))}\n  -> {json.dumps(plans[t])}")
     if a.dry_run:
         return 0
@@ -102,7 +103,7 @@ def main(argv=None):
         print(f"the same weights: {', '.join(carried)} still resume from it (LINEAGE.json \"replanned\")")
     replace_atomically(a.task_plans, lambda t: open(t, "w").write(json.dumps(plans) + "\n"))
     requantize(a.model)
-    print(f"{a.model}: cm.task_plans of {', '.join(dict.fromkeys(tasks + [r.split('=')[0] for r in a.refine]))} replaced; {a.task_plans} written; int8 variant made again")
+    print(f"{a.model}: cm.task_plans of {', '.join(changed)} replaced; {a.task_plans} written; int8 variant made again")
     return 0
 
 
