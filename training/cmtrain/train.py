@@ -29,12 +29,14 @@ import torch
 
 from .consistency import SIGMA_DATA, SIGMA_MAX, SIGMA_MIN, ConsistencyModel, check_plans
 from .data import DeviceCrops, PhotoCrops
+from .edits import edit_shift
 from .unet import PRESETS, UNetConfig, count_params
 
 
 # Defaults of the recipe flags (TRAINING.md); a resumed run keeps the values it was started with.
 RECIPE = dict(lr=1e-4, warmup=200, ema=0.999, p_mean=-1.1, p_std=2.0, q=4.0, k=8.0, b=1.0, huber_c=0.0,
-              pretrain_iters=2000, stage_iters=1000, stage_offset=0, denoise_below=0.0, loss="ect", anchor_above=2.0)
+              pretrain_iters=2000, stage_iters=1000, stage_offset=0, denoise_below=0.0, loss="ect", anchor_above=2.0,
+              edit_mix=0.0, edit_below=1.0, edit_scale=1.0)
 # What best.pt is chosen by: warm-started edits (ALGORITHMS.md 4b), the start and plans the CLI's task defaults use.
 DEFAULT_SELECT = [{"ts": [26, 28, 31, 33, 39], "start": "estimate", "eta": 0.0},
                   {"ts": [22, 26, 30, 39], "start": "estimate", "eta": 0.0}]
@@ -65,6 +67,11 @@ def ect_loss(model, x0: torch.Tensor, stage: int, a, autocast, anchor=None) -> t
     r = t_to_r(t, stage, a)
     eps = torch.randn_like(x0)
     x_t = x0 + t[:, None, None, None] * eps
+    if getattr(a, "edit_mix", 0.0) > 0:
+        # A share of the crops as the sampler's edits query the network (cmtrain.edits): the classical start's error
+        # plus the noise, target the photo; only where the target is the photo itself (r below sigma_min).
+        shift = edit_shift(x0, t, a.edit_mix, a.edit_below, getattr(a, "edit_scale", 1.0))
+        x_t = x_t + shift * (r < SIGMA_MIN)[:, None, None, None].to(x0.dtype)
 
     rng = torch.cuda.get_rng_state(dev) if dev.type == "cuda" else torch.get_rng_state()
     with autocast():
@@ -301,6 +308,13 @@ def main(argv=None, on_checkpoint=None):
                                          "levels of --anchor-above and more: plain denoising below, the old one-step "
                                          "samples above")
     p.add_argument("--anchor-above", type=float, help=f"noise level from which --anchor-onnx is the target ({RECIPE['anchor_above']})")
+    p.add_argument("--edit-mix", type=float,
+                   help="share of the crops under --edit-below given as the CLI's edits query the network: the "
+                        f"classical start of superres x2/x4/x8 or colorize plus the noise, target the photo "
+                        f"(cmtrain.edits; {RECIPE['edit_mix']})")
+    p.add_argument("--edit-below", type=float, help=f"noise level under which --edit-mix applies ({RECIPE['edit_below']})")
+    p.add_argument("--edit-scale", type=float,
+                   help=f"cap of the start's error (RMS) in units of the noise level t ({RECIPE['edit_scale']})")
     p.add_argument("--loss", choices=["ect", "mse"],
                    help=f"ect: w(t) sqrt(d) (ECT); mse: w(t) d / pixels (EDM; posterior mean) ({RECIPE['loss']})")
     p.add_argument("--bf16", choices=["auto", "on", "off"], default="off",
@@ -329,7 +343,7 @@ def main(argv=None, on_checkpoint=None):
     ckpt = torch.load(ckpt_path, map_location=dev) if a.resume else None
     for key, default in RECIPE.items():
         if getattr(a, key) is None:
-            setattr(a, key, ckpt["args"][key] if ckpt else default)
+            setattr(a, key, ckpt["args"].get(key, default) if ckpt else default)
     init = None
     if ckpt:
         cfg = UNetConfig(**{**ckpt["config"], "mults": tuple(ckpt["config"]["mults"])})

@@ -245,3 +245,28 @@ def test_a_resumed_run_may_change_its_dropout(tmp_path):
     assert ckpt["step"] == 2 and ckpt["config"]["dropout"] == 0
     train.main(common + ["--resume", "--max-steps", "3"])     # no flag: the run keeps what it has
     assert torch.load(out / "last.pt")["config"]["dropout"] == 0
+
+
+def test_edit_mix_feeds_the_edits_starts_and_keeps_the_photo_as_target():
+    """--edit-mix: the network's input is the photo plus the start's error (cmtrain.edits) plus the noise, the target
+    the photo itself: the identity's weighted squared error is exactly that of the shift plus the noise."""
+    from cmtrain.edits import edit_shift
+
+    class Identity(torch.nn.Module):
+        def forward(self, x, sigma):
+            return x
+    x0 = synthetic_images(8, 16, 0)
+    a = recipe(loss="mse", edit_mix=1.0, edit_below=80.0, edit_scale=1e9)
+    torch.manual_seed(0)
+    loss = train.ect_loss(Identity(), x0, -1, a, contextlib.nullcontext)
+    torch.manual_seed(0)
+    t = (torch.randn(8) * 2.0 - 1.1).exp().clamp(0.002, 80.0)
+    eps = torch.randn_like(x0)
+    shift = edit_shift(x0, t, 1.0, 80.0, 1e9)
+    assert shift.flatten(1).abs().amax(1).min() > 0                  # every crop shifted
+    w = (t ** 2 + 0.25) / (t * 0.5) ** 2
+    expected = (w * (shift + t[:, None, None, None] * eps).pow(2).flatten(1).mean(1)).mean()
+    assert torch.allclose(loss, expected, rtol=1e-5)
+    torch.manual_seed(0)
+    plain = train.ect_loss(Identity(), x0, -1, recipe(loss="mse"), contextlib.nullcontext)
+    assert not torch.allclose(plain, loss)
