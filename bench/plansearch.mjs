@@ -168,7 +168,7 @@ function aggregate(per) {
   return Object.fromEntries(Object.keys(per[0]).map((k) => [k, (k === 'texture' ? median : mean)(per.map((r) => r[k]))]));
 }
 /** The figures logged and printed. */
-const SHOWN = ['psnr', 'hf', 'texture', 'colour', 'colourErr'];
+const SHOWN = ['psnr', 'hf', 'blockiness', 'texture', 'colour', 'colourErr'];
 
 /** What a cheaper plan may give up: 0.05 dB on the PSNR tasks; colorize and stroke, whose objectives are no PSNR, take their best (the cheaper on a tie). */
 const marginOf = (task) => (task === 'colorize' || task === 'stroke' ? 1e-3 : PLAN_MARGIN_DB);
@@ -237,7 +237,7 @@ if (scoreOnly) {
     const k = file.card.taskDefaults[v.task];
     const entry = byK?.[String(k)];
     if (!entry) throw new Error(`${modelPath}: no stored default plan for ${v.task}`);
-    const row = await score(v, { k, ts: entry.ts, start: entry.start, eta: entry.eta, samples: entry.samples ?? 1 });
+    const row = await score(v, { k, ts: entry.ts, start: entry.start, eta: entry.eta, samples: entry.samples ?? 1, views: entry.views ?? false });
     out[v.name] = Object.fromEntries(Object.entries(row).filter(([n]) => SHOWN.includes(n)));
     log(`${v.name}: default (K=${k}) ${JSON.stringify(out[v.name])}`);
   }
