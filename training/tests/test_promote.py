@@ -39,7 +39,10 @@ def test_the_rule():
     old = {"denoise_mean": 30.0, "cli_mean": 25.0}
     assert promote.decide(old, {"denoise_mean": 30.1, "cli_mean": 25.0})[0]
     assert promote.decide(old, {"denoise_mean": 30.1, "cli_mean": 24.99})[0]          # within the edit margin
-    assert not promote.decide(old, {"denoise_mean": 30.01, "cli_mean": 26.0})[0]      # denoising gain too small
+    assert not promote.decide(old, {"denoise_mean": 30.01, "cli_mean": 25.01})[0]     # neither gains enough
+    assert promote.decide(old, {"denoise_mean": 30.01, "cli_mean": 25.03})[0]          # edits gain, denoising kept
+    assert promote.decide(old, {"denoise_mean": 29.96, "cli_mean": 25.03})[0]          # edits gain, denoising within
+    assert not promote.decide(old, {"denoise_mean": 29.94, "cli_mean": 26.0})[0]       # denoising lost too much
     assert not promote.decide(old, {"denoise_mean": 31.0, "cli_mean": 24.9})[0]       # edits worse
     # A faster architecture (a student): it may lose at most `within` dB on the denoising mean and on every CLI edit.
     old = {"denoise_mean": 30.0, "cli_mean": 25.0, "cli_superres-x4": 26.0, "cli_inpaint-box": 24.0}
