@@ -19,7 +19,10 @@ EDM's weighted squared error (the posterior mean), ln t ~ N(-1.2, 1.5^2) (two th
 autocast where the CPU has native bfloat16 (1.28x the steps here, the same losses: training/README.md), and no
 dropout: the small model underfits an endless stream of crops, and from the same checkpoint 600 steps without dropout
 gained twice what 600 steps with the preset's 0.1 did (+0.04 against +0.02 dB at sigma 0.1 and 0.2, 2026-12-07), while
-lr 6e-4 or 1e-4 and 64x64 crops in batches of 8 gained nothing more.
+lr 6e-4 or 1e-4 and 64x64 crops in batches of 8 gained nothing more. Since 2026-12-08 the recipe is edit-aware
+(cmtrain.edits): 15% of the crops under sigma 1 are the CLI's own start of superres x2/x4/x8 or colorize plus the
+noise, the start's error capped at half the noise level, target the photo. The plain recipe had stopped moving (its
+validation flat over its last 1,450 steps); this one shows the network what the edits hand it (training/README.md).
 
 The process is started with nohup, setsid (its own process group: `kill -STOP -PGID` pauses it while a benchmark is
 timed, `kill -CONT -PGID` resumes it) and nice 19, its session's scheduling group too (anything else on the machine
@@ -45,7 +48,7 @@ LINEAGE = "LINEAGE.json"
 # The recipe of a new run (cmtrain.train flags); a resumed run keeps the values it was started with.
 RECIPE = ["--crop", "32", "--batch", "32", "--lr", "3e-4", "--warmup", "100", "--pretrain-iters", "100000000",
           "--loss", "mse", "--p-mean", "-1.2", "--p-std", "1.5", "--anchor-above", "2.0", "--ckpt-minutes", "8",
-          "--dropout", "0"]
+          "--dropout", "0", "--edit-mix", "0.15", "--edit-scale", "0.5"]
 # What `npm run train` trains when no --student is given: {"student": PRESET or null, "why": ...}, committed, so that
 # every session continues the project's current run with the same one command.
 CURRENT = os.path.join(HERE, "current-run.json")
