@@ -41,7 +41,7 @@ TRAVEL_LIMIT = 60 * 2 ** 20
 # The GPU recipe: the CPU run's (cmtrain.continuous.RECIPE) with bigger crops and batches, the photos on the device.
 GPU_RECIPE = ["--crop", "64", "--batch", "256", "--lr", "3e-4", "--warmup", "100", "--pretrain-iters", "100000000",
               "--loss", "mse", "--p-mean", "-1.2", "--p-std", "1.5", "--anchor-above", "2.0", "--dropout", "0",
-              "--ckpt-minutes", "2", "--val-every", "200", "--data-on-device"]
+              "--edit-mix", "0.15", "--edit-scale", "0.5", "--ckpt-minutes", "2", "--val-every", "200", "--data-on-device"]
 # Returned next to best.pt and last.pt.
 LOGS = ("loss.csv", "val.csv", "select.csv", "config.json")
 # The shipped model's weights in the packed folder (export.save_weights).
