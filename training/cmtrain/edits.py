@@ -93,29 +93,31 @@ def gray_start(x0: torch.Tensor) -> torch.Tensor:
 
 
 def edit_shift(x0: torch.Tensor, t: torch.Tensor, mix: float, below: float, scale: float = 1.0,
-               generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """lam (start(x0) - x0) for a share `mix` of the crops whose t is under `below` (zero elsewhere), each with a task
-    drawn uniformly from TASKS, its RMS at most `scale` t. x0 [N, 3, H, W] in [-1, 1] with H, W multiples of 8; t [N]."""
+               allowed: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """lam (start(x0) - x0) for a share `mix` of the crops whose t is under `below` (and `allowed`, a bool [N], where
+    given; zero elsewhere), each with a task drawn uniformly from TASKS, its RMS at most `scale` t. x0 [N, 3, H, W] in
+    [-1, 1] with H, W multiples of 8; t [N]. The draws come from torch's global generator (a run's saved RNG state)."""
     n = x0.shape[0]
     shift = torch.zeros_like(x0)
     if mix <= 0:
         return shift
-    u = torch.rand(n, generator=generator)
-    task = torch.randint(len(TASKS), (n,), generator=generator)
-    lam = torch.where(torch.rand(n, generator=generator) < 0.5, torch.ones(n), torch.rand(n, generator=generator))
+    u = torch.rand(n)
+    task = torch.randint(len(TASKS), (n,))
+    lam = torch.where(torch.rand(n) < 0.5, torch.ones(n), torch.rand(n))
     chosen = (u < mix) & (t.detach().cpu() < below)
+    if allowed is not None:
+        chosen &= allowed.detach().cpu()
     for k, name in enumerate(TASKS):
         sel = torch.nonzero(chosen & (task == k)).flatten()
         if len(sel) == 0:
             continue
-        xs = x0[sel.to(x0.device)].float()
+        at = sel.to(x0.device)
+        xs = x0[at].float()
         if name == "colorize":
-            start, amount = gray_start(xs), torch.ones(len(sel))
+            d = gray_start(xs) - xs
         else:
-            start, amount = superres_start(xs, int(name.split("x")[1])), lam[sel]
-        d = (start - xs) * amount.to(x0.device).view(-1, 1, 1, 1)
+            d = (superres_start(xs, int(name.split("x")[1])) - xs) * lam[sel].to(x0.device).view(-1, 1, 1, 1)
         rms = d.pow(2).flatten(1).mean(1).sqrt()
-        cap = (scale * t[sel.to(t.device)].to(x0.device).float()) / rms.clamp(min=1e-12)
-        d = d * cap.clamp(max=1.0).view(-1, 1, 1, 1)
-        shift[sel.to(x0.device)] = d.to(x0.dtype)
+        cap = scale * t[sel.to(t.device)].to(x0.device).float() / rms.clamp(min=1e-12)
+        shift[at] = (d * cap.clamp(max=1.0).view(-1, 1, 1, 1)).to(x0.dtype)
     return shift

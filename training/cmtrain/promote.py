@@ -18,7 +18,8 @@
    the mean PSNR of the CLI edits is no more than 0.02 dB lower (a better denoiser that edits worse is not
    shipped), OR when the CLI edits gain at least 0.02 dB AND the denoising loses at most 0.05 dB (the project's
    margin for "no worse"): edit-aware training (cmtrain.edits) spends a little of the one-step Gaussian denoising on
-   the inputs the edits really hand the network, and the CLI's own denoising is one of the edits. A faster architecture (`--faster-within DB`, a student of `npm run train -- --student`) is judged
+   the inputs the edits really hand the network, and the CLI's own denoising is one of the edits. A faster
+   architecture (`--faster-within DB`, a student of `npm run train -- --student`) is judged
    instead by speed and no loss: at most 0.8x the shipped model's time per call (PyTorch float, 4 tiles of 128x128, one
    thread, the two timed in turn) and at most DB lower on the mean denoising PSNR and on every CLI edit. Only then is models/default.onnx
    replaced, atomically (written beside it, synced, renamed over it), with

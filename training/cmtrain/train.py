@@ -70,8 +70,7 @@ def ect_loss(model, x0: torch.Tensor, stage: int, a, autocast, anchor=None) -> t
     if getattr(a, "edit_mix", 0.0) > 0:
         # A share of the crops as the sampler's edits query the network (cmtrain.edits): the classical start's error
         # plus the noise, target the photo; only where the target is the photo itself (r below sigma_min).
-        shift = edit_shift(x0, t, a.edit_mix, a.edit_below, getattr(a, "edit_scale", 1.0))
-        x_t = x_t + shift * (r < SIGMA_MIN)[:, None, None, None].to(x0.dtype)
+        x_t = x_t + edit_shift(x0, t, a.edit_mix, a.edit_below, getattr(a, "edit_scale", 1.0), allowed=r < SIGMA_MIN)
 
     rng = torch.cuda.get_rng_state(dev) if dev.type == "cuda" else torch.get_rng_state()
     with autocast():
