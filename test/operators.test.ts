@@ -8,7 +8,7 @@ import { colorizeOperator, LUMA, luminance } from '../src/editing/colorize.js';
 import { inpaintOperator } from '../src/editing/inpaint.js';
 import type { Operator } from '../src/editing/operator.js';
 import { resample } from '../src/editing/resample.js';
-import { patchMeans, superresOperator, upsampleNearest } from '../src/editing/superres.js';
+import { DEBLOCK, deblockPatchBorders, patchMeans, superresOperator, upsampleNearest } from '../src/editing/superres.js';
 import { maxAbsDiff, Tensor } from '../src/tensor.js';
 import { batch, randomTensor, rngFor, seed, side } from './helpers/arbitrary.js';
 import { colorizeBlocks, dot, denseProject, inpaintBlocks, orthogonalWithFirstRow, superresBlocks, type Block } from './helpers/dense.js';
@@ -263,6 +263,65 @@ describe('superres operator', () => {
       }
       expect(borderEnergy(smooth, p)).toBeLessThan(borderEnergy(x, p) + 0.3);
       expect(borderEnergy(blocky, p)).toBeGreaterThan(1.4 * borderEnergy(smooth, p));
+    },
+  );
+
+  test.prop([seed, fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 6 }), fc.constantFrom(2, 4, 8), fc.double({ min: 0, max: 1, noNaN: true })])(
+    'deblocking: a step across a border shrinks by 3/8 of the strength on each side, pixels away from the borders and constant images are kept',
+    (s, lh, lw, p, strength) => {
+      const c = randomTensor(s, 1, 3, 1, 1);
+      const flat = new Tensor(1, 3, lh * p, lw * p).map((_, i) => c.data[Math.floor(i / (lh * p * lw * p))]);
+      expect(maxAbsDiff(deblockPatchBorders(flat, p, strength), flat)).toBeLessThan(1e-7);
+      // Columns left of the border at column k have value a, the others b (one vertical border, rows alike).
+      if (lw < 2) return;
+      const k = p * Math.ceil(lw / 2);
+      const [a, b] = [-0.3, 0.5];
+      const step = new Tensor(1, 1, lh * p, lw * p).map((_, i) => (i % (lw * p) < k ? a : b));
+      const out = deblockPatchBorders(step, p, strength);
+      const d = (3 * strength * (b - a)) / 8;
+      for (let i = 0; i < out.data.length; i++) {
+        const u = i % (lw * p);
+        const want = u === k - 1 ? a + d : u === k ? b - d : step.data[i];
+        expect(out.data[i]).toBeCloseTo(want, 6);
+      }
+    },
+  );
+
+  test.prop([seed, batch, lowSide, lowSide, fc.constantFrom(2, 4, 8)])(
+    'finish: deblocked with the means exact and values in range, and the patch grid fainter than before',
+    (s, n, lh, lw, p) => {
+      const y = randomTensor(s, n, 3, lh * p, lw * p).map((v) => 0.9 * v);
+      const op = superresOperator(y, p);
+      // A sampler's output: in range, the means exact, blocky (half the nearest upsampling of the means, half their
+      // smooth interpolant).
+      const zero = y.map(() => 0);
+      const blocky = superresOperator(y, p, 'orthogonal', 0).project(zero);
+      const x = op.projectInRange(op.project(zero).map((v, i) => 0.5 * v + 0.5 * blocky.data[i]));
+      const r = (op.finish as NonNullable<typeof op.finish>)(x);
+      expect(Math.max(...r.data.map(Math.abs))).toBeLessThanOrEqual(1);
+      expect(maxAbsDiff(patchMeans(r, p), patchMeans(y, p))).toBeLessThan(1e-6);
+      if (lh >= 8 && lw >= 8) expect(borderEnergy(r, p)).toBeLessThan(borderEnergy(x, p));
+      expect(superresOperator(y, p, 'smooth', 0).finish).toBeUndefined();
+      expect(DEBLOCK[p]).toBeGreaterThan(0);
+    },
+  );
+
+  test.prop([fc.double({ min: 0, max: 6.28, noNaN: true }), fc.constantFrom(2, 4, 8)])(
+    'finish: a smooth image stays smooth and nearly as it was',
+    (phase, p) => {
+      const [lh, lw] = [12, 16];
+      const low = new Tensor(1, 3, lh, lw).map((_, i) => {
+        const u = i % lw;
+        const v = Math.floor(i / lw) % lh;
+        return 0.4 * Math.sin((2 * Math.PI * u) / lw + phase) * Math.cos((2 * Math.PI * v) / lh) + 0.02 * u - 0.3;
+      });
+      const y = upsampleNearest(low, p);
+      const op = superresOperator(y, p);
+      const smooth = op.project(y.map(() => 0));
+      const r = (op.finish as NonNullable<typeof op.finish>)(smooth);
+      expect(borderEnergy(r, p)).toBeLessThanOrEqual(borderEnergy(smooth, p));
+      // a grey level is 0.0078 in these units
+      expect(maxAbsDiff(r, smooth)).toBeLessThan(0.01);
     },
   );
 

@@ -84,12 +84,12 @@ describe('sampler with a constant denoiser', () => {
 
   test('superres: a constant has no detail, so the output is the smooth interpolant of the patch means (the projection of any constant); orthogonally, their nearest upsampling', async () => {
     const y = randomTensor(7, 1, 3, 8, 8).map((v) => 0.5 * v);
-    const op = superresOperator(y, 4);
+    const op = superresOperator(y, 4, 'smooth', 0);
     const out = await run(constant(0.7), op);
     expect(maxAbsDiff(out, op.project(y.map(() => 0)))).toBeLessThan(1e-5);
     expect(maxAbsDiff(out, op.project(y.map(() => -0.3)))).toBeLessThan(1e-5);
     expect(maxAbsDiff(patchMeans(out, 4), patchMeans(y, 4))).toBeLessThan(1e-6);
-    const blocky = await run(constant(0.7), superresOperator(y, 4, 'orthogonal'));
+    const blocky = await run(constant(0.7), superresOperator(y, 4, 'orthogonal', 0));
     expect(maxAbsDiff(blocky, upsampleNearest(patchMeans(y, 4), 4))).toBeLessThan(1e-5);
   });
 
@@ -194,6 +194,25 @@ describe("the sampler's knobs: start, eta, samples", () => {
     for (let i = 0; i < y.data.length; i++) if (!fill.data[i % 64]) expect(mean.data[i]).toBe(y.data[i]);
   });
 
+  test("the operator's finish makes the answer from the combined samples, once (superres: deblocked, means exact)", async () => {
+    const y = randomTensor(8, 1, 3, 16, 16).map((v) => 0.8 * v);
+    const plain = superresOperator(y, 4, 'smooth', 0);
+    const squash: Denoiser = { denoise: async (x) => x.map((v) => Math.tanh(2 * v)) };
+    const run = (operator: typeof plain) =>
+      sample(squash, { operator, sigmas, sigmaMin: 0.002, noise: [0, 1].map((k) => gaussianNoise(new Rng(3, k))), start: 'estimate' });
+    const before = await run(plain);
+    const seen: Tensor[] = [];
+    const deblocked = superresOperator(y, 4);
+    const finish = deblocked.finish as NonNullable<typeof deblocked.finish>;
+    const out = await run({ ...plain, finish: (x) => (seen.push(x), finish(x)) });
+    expect(seen.length).toBe(1);
+    expect(maxAbsDiff(seen[0], before)).toBe(0);
+    expect(maxAbsDiff(out, finish(before))).toBe(0);
+    expect(maxAbsDiff(out, before)).toBeGreaterThan(1e-3);
+    expect(maxAbsDiff(patchMeans(out, 4), patchMeans(y, 4))).toBeLessThan(1e-6);
+    expect(Math.max(...out.data.map(Math.abs))).toBeLessThanOrEqual(1);
+  });
+
   test('an operator with its own combination gets the K runs (each in range, in order) and its result, in range', async () => {
     const y = randomTensor(5, 1, 3, 8, 8);
     const op = colorizeOperator(y);
@@ -234,8 +253,8 @@ describe("the sampler's knobs: start, eta, samples", () => {
     const fill = new Tensor(1, 1, 8, 8).map((_, i) => (i % 8 > 2 && i > 20 && i < 50 ? 1 : 0));
     const ops = {
       inpaint: inpaintOperator(y, fill),
-      // the sampler's bytes, with the projection it had then
-      superres: superresOperator(upsampleNearest(new Tensor(2, 3, 4, 4).map(() => 2 * r.uniform() - 1), 2), 2, 'orthogonal'),
+      // the sampler's bytes, with the projection it had then (and no finish)
+      superres: superresOperator(upsampleNearest(new Tensor(2, 3, 4, 4).map(() => 2 * r.uniform() - 1), 2), 2, 'orthogonal', 0),
       colorize: colorizeOperator(y),
       stroke: unconstrained(y),
     };

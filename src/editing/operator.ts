@@ -29,6 +29,12 @@ export interface Operator {
    * Must keep the known data and the range.
    */
   combine?(samples: readonly Tensor[]): Tensor;
+  /**
+   * The sampler's answer made from its combined output (in range, with the known data), applied once at the very
+   * end: a clean-up of what the projections leave, which must keep the known data and the range. Default: none.
+   * Superres deblocks its patch borders.
+   */
+  finish?(x: Tensor): Tensor;
   /** Whether the w x h rectangle at (x, y) of image n has a generated coordinate (default: yes). */
   generates?(n: number, x: number, y: number, w: number, h: number): boolean;
   /** The same edit on the w x h window at (x, y) of a one-image batch. */
@@ -82,6 +88,7 @@ export function stackOperators(ops: readonly Operator[]): Operator {
     ...(ops.some((op) => op.combine) && {
       combine: (xs: readonly Tensor[]) => concatBatch(ops.map((op, i) => (op.combine ?? meanOf)(xs.map((x) => x.image(i))))),
     }),
+    ...(ops.some((op) => op.finish) && { finish: (x: Tensor) => each(x, (op, xi) => op.finish?.(xi) ?? xi) }),
     generates: (n, x, y, w, h) => ops[n].generates?.(0, x, y, w, h) ?? true,
   };
 }

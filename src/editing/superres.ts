@@ -21,7 +21,9 @@
  * blockier than Lanczos, which is not consistent: it leaves out contrast that sits at the patch borders); each model
  * evaluation then moves towards the start again; the last in-range step added 0.08 at x8 when it moved whole patches.
  * With the Lanczos-3 correction and that in-range step (the default before) the output had 1.77/1.68/1.94, PSNR
- * 35.21/30.19/26.41 dB; with these 1.74/1.63/1.85, 35.21/30.20/26.43 dB. Pure.
+ * 35.21/30.19/26.41 dB; with these 1.74/1.63/1.85, 35.21/30.20/26.43 dB. So the sampler's answer is finished by
+ * deblocking (`finish`): each step across a patch border is reduced as a video codec's deblocking filter reduces it
+ * (deblockPatchBorders), then P restores the means smoothly and the in-range step follows. Pure.
  */
 import { Tensor } from '../tensor.js';
 import { projectBlockInRange } from './box.js';
@@ -48,6 +50,15 @@ const KERNEL: Record<Exclude<Correction, 'orthogonal'>, Kernel> = { smooth: 'bsp
  * same values to 2.4e-7 (bench/results/inrange.md).
  */
 const IN_RANGE_ROUNDS = 8;
+
+/**
+ * The strength of `finish`'s deblocking (deblockPatchBorders), per factor. Chosen on 96 crops of training photos with
+ * cm-patch64-small-8's stored plans (bench/deblock.mjs, bench/results/deblock.md): the smallest strength in steps of
+ * 0.05 whose outputs are no blockier than Lanczos-3 (which is not consistent with the means), on average; there it
+ * costs 0.021 / 0.006 / -0.002 dB at x2 / x4 / x8. On 6 whole training photos 0.05 / 0.2 / 0.4 would do (0.1 / 0.25
+ * cost 0.056 / 0.014 dB there).
+ */
+export const DEBLOCK: Readonly<Record<number, number>> = { 2: 0.1, 4: 0.25, 8: 0.4 };
 
 /** Mean of every p x p patch, one value per patch: [N,C,H/p,W/p]. */
 export function patchMeans(x: Tensor, p: number): Tensor {
@@ -81,10 +92,46 @@ export function upsampleNearest(low: Tensor, p: number): Tensor {
 }
 
 /**
+ * The patch borders deblocked: across every border between patches, with p1 p0 | q0 q1 the pixels on either side,
+ * p0 += d and q0 -= d where d = strength (4 (q0 - p0) - (q1 - p1)) / 8, the normal-strength deblocking step of video
+ * codecs (H.264's, without its thresholds and clipping), the steps across vertical and horizontal borders both taken
+ * from x. strength 1 leaves about a quarter of a lone step, 0 changes nothing; a constant image is kept. The patch
+ * means change a little (the sampler's finish restores them).
+ */
+export function deblockPatchBorders(x: Tensor, p: number, strength: number): Tensor {
+  checkFactor(x, p);
+  const out = x.clone();
+  if (strength === 0) return out;
+  const { w, h } = x;
+  const a = x.data;
+  const o = out.data;
+  const step = (i1: number, i0: number, j0: number, j1: number): void => {
+    const d = (strength * (4 * (a[j0] - a[i0]) - (a[j1] - a[i1]))) / 8;
+    o[i0] += d;
+    o[j0] -= d;
+  };
+  for (let nc = 0; nc < x.n * x.c; nc++) {
+    const base = nc * w * h;
+    for (let k = Math.max(p, 2); k + 1 < w; k += p) {
+      for (let i = 0; i < h; i++) {
+        const r = base + i * w + k;
+        step(r - 2, r - 1, r, r + 1);
+      }
+    }
+    for (let k = Math.max(p, 2); k + 1 < h; k += p) {
+      const r = base + k * w;
+      for (let u = 0; u < w; u++) step(r + u - 2 * w, r + u - w, r + u, r + u + w);
+    }
+  }
+  return out;
+}
+
+/**
  * @param y the reference at the output size: any image whose p x p patch means are the low-res pixels
  * @param correction how P corrects the patch means (default smooth)
+ * @param deblock the strength of the finish's deblocking (default DEBLOCK[p], 0 for none)
  */
-export function superresOperator(y: Tensor, p: number, correction: Correction = 'smooth'): Operator {
+export function superresOperator(y: Tensor, p: number, correction: Correction = 'smooth', deblock = DEBLOCK[p] ?? 0): Operator {
   const target = patchMeans(y, p);
   const keep = upsampleNearest(target, p);
   const ones = new Float64Array(p * p).fill(1);
@@ -100,29 +147,31 @@ export function superresOperator(y: Tensor, p: number, correction: Correction = 
   };
   const smooth = correction === 'orthogonal' ? undefined : smoothCorrection(y.w, y.h, p, KERNEL[correction]);
   const correct = smooth?.correct ?? orthogonalCorrection(y.w, y.h, p);
+  const projectInRange = (x: Tensor): Tensor => {
+    checkShape(x);
+    const out = x.clone();
+    if (smooth) {
+      for (let nc = 0; nc < x.n * x.c; nc++) {
+        for (let k = 0; k < IN_RANGE_ROUNDS && smooth.clampAndCorrect(out.data, nc, target.data); k++);
+      }
+    }
+    for (let nc = 0; nc < x.n * x.c; nc++) {
+      for (let py = 0; py < target.h; py++) {
+        for (let px = 0; px < target.w; px++) {
+          let j = 0;
+          for (let dy = 0; dy < p; dy++) for (let dx = 0; dx < p; dx++) idx[j++] = (nc * x.h + py * p + dy) * x.w + px * p + dx;
+          projectBlockInRange(out.data, idx, ones, p * p * target.data[(nc * target.h + py) * target.w + px]);
+        }
+      }
+    }
+    return out;
+  };
   return {
     start: keep,
     estimate: once(() => resample(target, y.w, y.h, 'lanczos3')),
     project,
-    projectInRange: (x) => {
-      checkShape(x);
-      const out = x.clone();
-      if (smooth) {
-        for (let nc = 0; nc < x.n * x.c; nc++) {
-          for (let k = 0; k < IN_RANGE_ROUNDS && smooth.clampAndCorrect(out.data, nc, target.data); k++);
-        }
-      }
-      for (let nc = 0; nc < x.n * x.c; nc++) {
-        for (let py = 0; py < target.h; py++) {
-          for (let px = 0; px < target.w; px++) {
-            let j = 0;
-            for (let dy = 0; dy < p; dy++) for (let dx = 0; dx < p; dx++) idx[j++] = (nc * x.h + py * p + dy) * x.w + px * p + dx;
-            projectBlockInRange(out.data, idx, ones, p * p * target.data[(nc * target.h + py) * target.w + px]);
-          }
-        }
-      }
-      return out;
-    },
+    projectInRange,
+    ...(deblock > 0 && { finish: (x: Tensor) => projectInRange(project(deblockPatchBorders(x, p, deblock))) }),
   };
 }
 

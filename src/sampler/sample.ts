@@ -69,9 +69,16 @@ export interface SampleOptions {
  * the output is the last x0 projected into [-1, 1] with the known data kept. With K noise sources the K outputs are
  * averaged: P is affine and the in-range set convex, so the mean keeps the known data and the range too. An operator
  * with a combination of its own (colorize: the mean colour shrunk by the samples' disagreement) makes the answer
- * from the K outputs instead, then projected into range.
+ * from the K outputs instead, then projected into range. Last, the operator's finish, if it has one (superres
+ * deblocks its patch borders), makes the answer from that.
  */
 export async function sample(denoiser: Denoiser, options: SampleOptions): Promise<Tensor> {
+  const out = await sampleAll(denoiser, options);
+  return options.operator.finish ? options.operator.finish(out) : out;
+}
+
+/** `sample` before the operator's finish: the one sample, or the combination of all of them. */
+async function sampleAll(denoiser: Denoiser, options: SampleOptions): Promise<Tensor> {
   const { operator, sigmas } = options;
   if (sigmas.length < 2) throw new RangeError(`Expected at least two noise levels but received ${sigmas.length}`);
   const eta = options.eta ?? 1;
