@@ -6,10 +6,10 @@ import { fc, test } from '@fast-check/vitest';
 import { describe, expect } from 'vitest';
 import { colorizeOperator, LUMA, luminance } from '../src/editing/colorize.js';
 import { inpaintOperator } from '../src/editing/inpaint.js';
-import type { Operator } from '../src/editing/operator.js';
+import { stackOperators, unconstrained, type Operator } from '../src/editing/operator.js';
 import { resample } from '../src/editing/resample.js';
 import { DEBLOCK, deblockPatchBorders, patchMeans, superresOperator, upsampleNearest } from '../src/editing/superres.js';
-import { maxAbsDiff, Tensor } from '../src/tensor.js';
+import { concatBatch, maxAbsDiff, Tensor } from '../src/tensor.js';
 import { batch, randomTensor, rngFor, seed, side } from './helpers/arbitrary.js';
 import { colorizeBlocks, dot, denseProject, inpaintBlocks, orthogonalWithFirstRow, superresBlocks, type Block } from './helpers/dense.js';
 
@@ -284,6 +284,13 @@ describe('superres operator', () => {
         const want = u === k - 1 ? a + d : u === k ? b - d : step.data[i];
         expect(out.data[i]).toBeCloseTo(want, 6);
       }
+      // The same step turned a quarter: across a horizontal border (rows above k have a).
+      const turned = new Tensor(1, 1, lw * p, lh * p).map((_, i) => (Math.floor(i / (lh * p)) < k ? a : b));
+      const outT = deblockPatchBorders(turned, p, strength);
+      for (let i = 0; i < outT.data.length; i++) {
+        const v = Math.floor(i / (lh * p));
+        expect(outT.data[i]).toBeCloseTo(v === k - 1 ? a + d : v === k ? b - d : turned.data[i], 6);
+      }
     },
   );
 
@@ -303,6 +310,15 @@ describe('superres operator', () => {
       if (lh >= 8 && lw >= 8) expect(borderEnergy(r, p)).toBeLessThan(borderEnergy(x, p));
       expect(superresOperator(y, p, 'smooth', 0).finish).toBeUndefined();
       expect(DEBLOCK[p]).toBeGreaterThan(0);
+      // In a batch beside an operator without a finish: each image finished by its own operator, or kept.
+      if (n === 1) {
+        const other = unconstrained(x);
+        const both = stackOperators([op, other, op]);
+        const done = (both.finish as NonNullable<typeof both.finish>)(concatBatch([x, x, x]));
+        expect(maxAbsDiff(done.image(0), r)).toBe(0);
+        expect(maxAbsDiff(done.image(1), x)).toBe(0);
+        expect(maxAbsDiff(done.image(2), r)).toBe(0);
+      }
     },
   );
 

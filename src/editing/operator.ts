@@ -32,7 +32,8 @@ export interface Operator {
   /**
    * The sampler's answer made from its combined output (in range, with the known data), applied once at the very
    * end: a clean-up of what the projections leave, which must keep the known data and the range. Default: none.
-   * Superres deblocks its patch borders.
+   * Superres deblocks its patch borders. It runs once per `sample` call, so coarse to fine (which samples each level
+   * with the level's operator) would run it at every sampled level: superres has no coarser levels or windows.
    */
   finish?(x: Tensor): Tensor;
   /** Whether the w x h rectangle at (x, y) of image n has a generated coordinate (default: yes). */

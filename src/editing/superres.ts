@@ -96,12 +96,12 @@ export function upsampleNearest(low: Tensor, p: number): Tensor {
  * p0 += d and q0 -= d where d = strength (4 (q0 - p0) - (q1 - p1)) / 8, the normal-strength deblocking step of video
  * codecs (H.264's, without its thresholds and clipping), the steps across vertical and horizontal borders both taken
  * from x. strength 1 leaves about a quarter of a lone step, 0 changes nothing; a constant image is kept. The patch
- * means change a little (the sampler's finish restores them).
+ * means change a little (the sampler's finish restores them). p 1 has no patches: nothing changes.
  */
 export function deblockPatchBorders(x: Tensor, p: number, strength: number): Tensor {
   checkFactor(x, p);
   const out = x.clone();
-  if (strength === 0) return out;
+  if (strength === 0 || p < 2) return out;
   const { w, h } = x;
   const a = x.data;
   const o = out.data;
@@ -112,13 +112,13 @@ export function deblockPatchBorders(x: Tensor, p: number, strength: number): Ten
   };
   for (let nc = 0; nc < x.n * x.c; nc++) {
     const base = nc * w * h;
-    for (let k = Math.max(p, 2); k + 1 < w; k += p) {
+    for (let k = p; k + 1 < w; k += p) {
       for (let i = 0; i < h; i++) {
         const r = base + i * w + k;
         step(r - 2, r - 1, r, r + 1);
       }
     }
-    for (let k = Math.max(p, 2); k + 1 < h; k += p) {
+    for (let k = p; k + 1 < h; k += p) {
       const r = base + k * w;
       for (let u = 0; u < w; u++) step(r + u - 2 * w, r + u - w, r + u, r + u + w);
     }
