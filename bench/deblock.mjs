@@ -14,7 +14,7 @@
 import { writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { machine, parseFlags, ROOT } from './lib/common.mjs';
-import { cropsOf, TRAIN_DIR, trainingPhotoPaths } from './lib/data.mjs';
+import { fullPhotoCrops, fullPhotoPaths } from './lib/data.mjs';
 import { boxDown, crop, load, resize } from './lib/images.mjs';
 import { blockiness, blockinessRatio, mean, psnr } from './lib/metrics.mjs';
 import { toImg, toTensor } from './lib/estimates.mjs';
@@ -41,18 +41,12 @@ const strengths = flags.strengths ? String(flags.strengths).split(',').map(Numbe
 const nWhole = Number(flags.whole ?? 6);
 const outPath = flags.out ?? join(ROOT, 'bench', 'results', 'deblock.md');
 
-const paths = trainingPhotoPaths().filter((p) => !relative(TRAIN_DIR, p).startsWith('coco'));
+const paths = fullPhotoPaths();
 const file = await readModelFile(modelPath);
 const { grid, resolution: RES } = file.card;
 const model = await loadModel(file, { device: 'cpu', threads: Number(flags.threads ?? 1), inline: true, precision: 'float' });
 const viewed = tiledDenoiser(model, { tile: RES, overlap: 0, batch: 64, small: RES });
-const crops = [];
-const stride = Math.max(1, Math.floor(paths.length / nCrops));
-for (let i = 0; crops.length < nCrops && i < paths.length * 2; i++) {
-  const photo = await load(paths[(i * stride + Math.floor(i / paths.length) + seed0) % paths.length]);
-  if (photo.w < RES || photo.h < RES) continue;
-  crops.push(cropsOf(photo, 1, RES, seed0 + i)[0].img);
-}
+const crops = await fullPhotoCrops(nCrops, RES, seed0, seed0);
 /** The mean squared difference between horizontal neighbours: crops under 4 (grey levels squared) are flat. */
 const activity = (g) => {
   let s = 0;

@@ -12,8 +12,8 @@
 import { writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { machine, parseFlags, ROOT } from './lib/common.mjs';
-import { cropsOf, TRAIN_DIR, trainingPhotoPaths } from './lib/data.mjs';
-import { boxDown, load } from './lib/images.mjs';
+import { fullPhotoCrops } from './lib/data.mjs';
+import { boxDown } from './lib/images.mjs';
 import { blockinessRatio, mean, psnr } from './lib/metrics.mjs';
 import { toImg, toTensor } from './lib/estimates.mjs';
 
@@ -35,19 +35,11 @@ const factors = String(flags.factors ?? '2,4,8').split(',').map(Number);
 const corrections = String(flags.corrections ?? 'smooth,lanczos,orthogonal').split(',');
 const outPath = flags.out ?? join(ROOT, 'bench', 'results', 'superres-stages.md');
 
-// Full-scale photos (not COCO's small ones) for texture; every k-th for variety.
-const paths = trainingPhotoPaths().filter((p) => !relative(TRAIN_DIR, p).startsWith('coco'));
 const file = await readModelFile(modelPath);
 const { grid, resolution: RES } = file.card;
 const model = await loadModel(file, { device: 'cpu', threads: Number(flags.threads ?? 1), inline: true, precision: 'float' });
 const viewed = tiledDenoiser(model, { tile: RES, overlap: 0, batch: 64, small: RES });
-const crops = [];
-const stride = Math.max(1, Math.floor(paths.length / nCrops));
-for (let i = 0; crops.length < nCrops && i < paths.length * 2; i++) {
-  const photo = await load(paths[(i * stride + Math.floor(i / paths.length)) % paths.length]);
-  if (photo.w < RES || photo.h < RES) continue;
-  crops.push(cropsOf(photo, 1, RES, 11000 + i)[0].img);
-}
+const crops = await fullPhotoCrops(nCrops, RES, 11000);
 
 /** The operator with every call recorded: name -> batch tensor. */
 function recorded(op, log) {

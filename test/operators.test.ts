@@ -175,14 +175,7 @@ describe('superres operator', () => {
   test.prop([fc.double({ min: 0, max: 6.28, noNaN: true }), fc.constantFrom(2, 4, 8)])(
     'smooth: a smooth image stays smooth (low-frequency means from a flat start), where the orthogonal one shows the grid',
     (phase, p) => {
-      // Means of a slow wave plus a ramp: every feature spans several patches.
-      const [lh, lw] = [12, 16];
-      const low = new Tensor(1, 3, lh, lw).map((_, i) => {
-        const u = i % lw;
-        const v = Math.floor(i / lw) % lh;
-        return 0.4 * Math.sin((2 * Math.PI * u) / lw + phase) * Math.cos((2 * Math.PI * v) / lh) + 0.02 * u - 0.3;
-      });
-      const y = upsampleNearest(low, p);
+      const y = upsampleNearest(slowWaveMeans(phase), p);
       const flat = y.map(() => 0);
       const smooth = superresOperator(y, p).project(flat);
       const blocky = superresOperator(y, p, 'orthogonal').project(flat);
@@ -325,13 +318,7 @@ describe('superres operator', () => {
   test.prop([fc.double({ min: 0, max: 6.28, noNaN: true }), fc.constantFrom(2, 4, 8)])(
     'finish: a smooth image stays smooth and nearly as it was',
     (phase, p) => {
-      const [lh, lw] = [12, 16];
-      const low = new Tensor(1, 3, lh, lw).map((_, i) => {
-        const u = i % lw;
-        const v = Math.floor(i / lw) % lh;
-        return 0.4 * Math.sin((2 * Math.PI * u) / lw + phase) * Math.cos((2 * Math.PI * v) / lh) + 0.02 * u - 0.3;
-      });
-      const y = upsampleNearest(low, p);
+      const y = upsampleNearest(slowWaveMeans(phase), p);
       const op = superresOperator(y, p);
       const smooth = op.project(y.map(() => 0));
       const r = (op.finish as NonNullable<typeof op.finish>)(smooth);
@@ -355,6 +342,16 @@ describe('superres operator', () => {
  * Mean squared difference of neighbours across p x p patch borders over that of neighbours inside patches (1 for a
  * linear ramp, large for a patch grid), away from the image's own border (3 patches).
  */
+/** 16x12 low-res means of a slow wave plus a ramp: every feature spans several patches. */
+function slowWaveMeans(phase: number): Tensor {
+  const [lh, lw] = [12, 16];
+  return new Tensor(1, 3, lh, lw).map((_, i) => {
+    const u = i % lw;
+    const v = Math.floor(i / lw) % lh;
+    return 0.4 * Math.sin((2 * Math.PI * u) / lw + phase) * Math.cos((2 * Math.PI * v) / lh) + 0.02 * u - 0.3;
+  });
+}
+
 function borderEnergy(x: Tensor, p: number): number {
   let across = 0;
   let inside = 0;

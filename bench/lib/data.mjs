@@ -58,6 +58,28 @@ export async function* trainingCrops(n, size) {
   }
 }
 
+/** The training photos at full scale: all but COCO's small ones. */
+export function fullPhotoPaths() {
+  return trainingPhotoPaths().filter((p) => !relative(TRAIN_DIR, p).startsWith('coco'));
+}
+
+/**
+ * One size x size crop of each of n full-scale training photos (not COCO's small ones), every k-th of the list for
+ * variety, starting `shift` photos in; the crop of the i-th try is seeded by seed + i. Photos smaller than the crop
+ * are skipped. For the superres benchmarks (superres-stages, deblock).
+ */
+export async function fullPhotoCrops(n, size, seed, shift = 0) {
+  const paths = fullPhotoPaths();
+  const crops = [];
+  const stride = Math.max(1, Math.floor(paths.length / n));
+  for (let i = 0; crops.length < n && i < paths.length * 2; i++) {
+    const photo = await load(paths[(i * stride + Math.floor(i / paths.length) + shift) % paths.length]);
+    if (photo.w < size || photo.h < size) continue;
+    crops.push(cropsOf(photo, 1, size, seed + i)[0].img);
+  }
+  return crops;
+}
+
 export function photoPaths(set) {
   const dir = join(EVAL_DIR, set);
   return readdirSync(dir)
